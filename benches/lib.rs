@@ -1,0 +1,1 @@
+//! PiCloud's benchmarks; see docs/benchmarks.md.

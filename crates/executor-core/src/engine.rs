@@ -1,0 +1,199 @@
+//! All of the wasmtime engine's configuration, in one place, and the epoch
+//! ticker that enforces deadlines.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use crate::config::{AllocationStrategy, ExecutorConfig};
+use crate::error::StartError;
+
+/// How the running engine allocates instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// The pooling allocator with this many instance slots.
+    Pooling {
+        /// Instance slots reserved up front.
+        slots: u32,
+    },
+    /// On-demand allocation.
+    OnDemand,
+}
+
+/// Settings common to both allocation strategies. They change the generated
+/// code, so they are part of the guest cache key (through wasmtime's
+/// compatibility hash).
+fn base_config(config: &ExecutorConfig) -> Config {
+    let engine = &config.engine;
+    let mut wasm = Config::new();
+    wasm.consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        .max_wasm_stack(engine.max_wasm_stack_bytes as usize)
+        // The async stack must hold the wasm stack plus the host frames.
+        .async_stack_size(engine.max_wasm_stack_bytes as usize + 256 * 1024)
+        .memory_reservation(engine.memory_reservation_bytes)
+        .memory_guard_size(engine.memory_guard_bytes)
+        .memory_reservation_for_growth(0)
+        .memory_init_cow(true)
+        // The guest uses none of these; turning them off keeps the surface
+        // small and the pool slots small.
+        .wasm_threads(false)
+        .wasm_reference_types(true)
+        .wasm_multi_memory(false);
+    wasm
+}
+
+/// Instance slots the pool needs: every invocation that may run, every warm
+/// instance that may wait, and a little room for compile checks.
+pub(crate) fn pool_slots(config: &ExecutorConfig) -> u32 {
+    config.pool.max_concurrent_invocations + config.pool.max_warm_instances + 4
+}
+
+fn pooling_config(config: &ExecutorConfig) -> PoolingAllocationConfig {
+    let slots = pool_slots(config);
+    let mut pooling = PoolingAllocationConfig::new();
+    pooling
+        .total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(config.pool.max_concurrent_invocations + 4)
+        .total_component_instances(0)
+        .total_gc_heaps(0)
+        .max_memory_size(config.engine.memory_reservation_bytes as usize)
+        .max_memories_per_module(1)
+        .max_tables_per_module(1)
+        .table_elements(20_000)
+        .max_core_instance_size(1 << 20)
+        // Keep the first pages of a reused slot resident and reset them with
+        // memset: cheaper than madvise + page faults for small scripts.
+        .linear_memory_keep_resident(128 * 1024)
+        .table_keep_resident(64 * 1024)
+        .max_unused_warm_slots(config.pool.max_concurrent_invocations.min(64));
+    pooling
+}
+
+/// Builds the engine, probing the pooling allocator first when allowed.
+pub(crate) fn build(config: &ExecutorConfig) -> Result<(Engine, Allocation), StartError> {
+    let engine_config = &config.engine;
+    if engine_config.memory_reservation_bytes < config.max_limits.memory_bytes {
+        return Err(StartError::Config(format!(
+            "engine.memory_reservation_bytes ({}) is smaller than max_limits.memory_bytes ({})",
+            engine_config.memory_reservation_bytes, config.max_limits.memory_bytes
+        )));
+    }
+    if engine_config.epoch_tick_ms == 0 {
+        return Err(StartError::Config("engine.epoch_tick_ms must be at least 1".into()));
+    }
+    if matches!(engine_config.allocation, AllocationStrategy::Auto | AllocationStrategy::Pooling) {
+        let mut wasm = base_config(config);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(config)));
+        match Engine::new(&wasm) {
+            Ok(engine) => {
+                return Ok((engine, Allocation::Pooling { slots: pool_slots(config) }));
+            }
+            Err(error) if engine_config.allocation == AllocationStrategy::Auto => {
+                let reserved = u64::from(pool_slots(config))
+                    * (engine_config.memory_reservation_bytes + engine_config.memory_guard_bytes);
+                tracing::warn!(
+                    %error,
+                    slots = pool_slots(config),
+                    reserved_gib = reserved as f64 / (1u64 << 30) as f64,
+                    "the pooling allocator could not reserve its address space; \
+                     falling back to on-demand allocation (lower pool.max_warm_instances \
+                     or engine.memory_reservation_bytes to use pooling)"
+                );
+            }
+            Err(error) => return Err(StartError::Engine(format!("{error:?}"))),
+        }
+    }
+    let mut wasm = base_config(config);
+    wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    let engine = Engine::new(&wasm).map_err(|error| StartError::Engine(format!("{error:?}")))?;
+    Ok((engine, Allocation::OnDemand))
+}
+
+/// Advances the engine's epoch while, and only while, invocations run.
+///
+/// PiCloud promises no CPU use at rest: when no invocation is active the
+/// ticker thread blocks on a condition variable and wakes for nothing.
+pub(crate) struct EpochTicker {
+    shared: Arc<TickerShared>,
+    tick: Duration,
+}
+
+struct TickerShared {
+    state: Mutex<TickerState>,
+    wake: Condvar,
+}
+
+struct TickerState {
+    active: usize,
+    shutdown: bool,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine, tick: Duration) -> EpochTicker {
+        let shared = Arc::new(TickerShared {
+            state: Mutex::new(TickerState { active: 0, shutdown: false }),
+            wake: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("picloud-epoch".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let mut state = thread_shared.state.lock().unwrap();
+                        while state.active == 0 && !state.shutdown {
+                            state = thread_shared.wake.wait(state).unwrap();
+                        }
+                        if state.shutdown {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("cannot start the epoch ticker thread");
+        EpochTicker { shared, tick }
+    }
+
+    /// Ticks needed to cover `deadline`, rounded up, plus one because the
+    /// first tick may come at any point within its period.
+    pub fn ticks_for(&self, deadline: Duration) -> u64 {
+        let tick = self.tick.as_nanos().max(1);
+        (deadline.as_nanos().div_ceil(tick) as u64).saturating_add(1)
+    }
+
+    /// Marks an invocation as running until the guard is dropped.
+    pub fn enter(&self) -> ActiveInvocation {
+        let mut state = self.shared.state.lock().unwrap();
+        state.active += 1;
+        if state.active == 1 {
+            self.shared.wake.notify_one();
+        }
+        ActiveInvocation { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().shutdown = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Keeps the epoch ticker running while alive.
+pub(crate) struct ActiveInvocation {
+    shared: Arc<TickerShared>,
+}
+
+impl Drop for ActiveInvocation {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().active -= 1;
+    }
+}

@@ -1,0 +1,1 @@
+//! PiCloud orchestrator-core.

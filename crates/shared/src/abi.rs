@@ -1,0 +1,57 @@
+//! The host–guest ABI, version [`ABI_VERSION`].
+//!
+//! The guest is a core WebAssembly module (not a component) so that calls
+//! stay as cheap as a function call plus a copy. All buffers live in the
+//! guest's exported `memory`. A *packed slice* is an `i64` whose high 32 bits
+//! are a pointer and low 32 bits a length.
+//!
+//! ## Exports of the guest
+//! | name | signature | meaning |
+//! |---|---|---|
+//! | [`EXPORT_ABI_VERSION`] | `() -> i32` | returns [`ABI_VERSION`] |
+//! | [`EXPORT_INIT`] | `() -> ()` | builds the Rhai engine; run once by the host's pre-initialiser (Wizer) and removed from the snapshot |
+//! | [`EXPORT_ALLOC`] | `(len: i32) -> i32` | reserves an input buffer of `len` bytes that the host then fills |
+//! | [`EXPORT_LOAD`] | `(ptr: i32, len: i32) -> i64` | input: a [`LoadRequest`](crate::LoadRequest); output (packed slice): a [`LoadOutcome`](crate::LoadOutcome) |
+//! | [`EXPORT_HANDLE`] | `(ptr: i32, len: i32) -> i64` | input: a [`Request`](crate::Request); output (packed slice): a [`HandleOutcome`](crate::HandleOutcome) |
+//!
+//! An input buffer belongs to the guest once the call starts; an output
+//! buffer stays valid until the next call into the guest.
+//!
+//! ## Imports of the guest (module [`IMPORT_MODULE`])
+//! | name | signature | meaning |
+//! |---|---|---|
+//! | [`IMPORT_OUTPUT`] | `(level: i32, ptr: i32, len: i32) -> ()` | one line of script output ([`OutputLevel`](crate::OutputLevel)); the host counts bytes and traps past the invocation's cap |
+//!
+//! The guest also imports a handful of WASI preview-1 functions that Rust's
+//! standard library needs (clock, random, `fd_write` for panic messages).
+//! The host links them with no file system, no environment and no sockets.
+
+/// Version of this ABI. The host refuses a guest that reports another one.
+pub const ABI_VERSION: i32 = 1;
+
+/// Export: `() -> i32`, the guest's ABI version.
+pub const EXPORT_ABI_VERSION: &str = "picloud_abi_version";
+/// Export: `() -> ()`, the pre-initialisation entry point.
+pub const EXPORT_INIT: &str = "picloud_init";
+/// Export: `(len: i32) -> i32`, allocate an input buffer.
+pub const EXPORT_ALLOC: &str = "picloud_alloc";
+/// Export: `(ptr: i32, len: i32) -> i64`, load (compile) a script.
+pub const EXPORT_LOAD: &str = "picloud_load";
+/// Export: `(ptr: i32, len: i32) -> i64`, handle one request.
+pub const EXPORT_HANDLE: &str = "picloud_handle";
+
+/// Module name of PiCloud's own imports.
+pub const IMPORT_MODULE: &str = "picloud";
+/// Import: `(level: i32, ptr: i32, len: i32) -> ()`, one line of output.
+pub const IMPORT_OUTPUT: &str = "output";
+
+/// Packs a pointer and a length into one `i64`.
+pub fn pack(ptr: u32, len: u32) -> i64 {
+    (((ptr as u64) << 32) | len as u64) as i64
+}
+
+/// Splits a packed slice into its pointer and length.
+pub fn unpack(packed: i64) -> (u32, u32) {
+    let packed = packed as u64;
+    ((packed >> 32) as u32, packed as u32)
+}

@@ -1,0 +1,169 @@
+//! Conversions between the ABI's request/response and Rhai values, and the
+//! `response(...)` API that lets a script set status and headers.
+
+use std::io::Write;
+
+use picloud_shared::{Request, Response, ScriptError, ScriptErrorKind};
+use rhai::{Dynamic, Engine, ImmutableString, Map};
+
+/// An explicit response built by a script with `response(status, body)`.
+#[derive(Debug, Clone)]
+pub struct ScriptResponse {
+    status: i64,
+    headers: Map,
+    body: Dynamic,
+}
+
+/// Registers the `Response` type and its constructors.
+pub fn register_response_api(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<ScriptResponse>("Response")
+        .register_fn("response", |status: i64, body: Dynamic| ScriptResponse {
+            status,
+            headers: Map::new(),
+            body,
+        })
+        .register_fn("response", |status: i64, body: Dynamic, headers: Map| {
+            ScriptResponse { status, headers, body }
+        })
+        .register_get("status", |response: &mut ScriptResponse| response.status)
+        .register_get("headers", |response: &mut ScriptResponse| response.headers.clone())
+        .register_get("body", |response: &mut ScriptResponse| response.body.clone());
+}
+
+/// Builds the `request` constant a script sees.
+pub fn request_to_dynamic(request: Request) -> Dynamic {
+    let mut query = Map::new();
+    for (name, value) in request.query {
+        // The first occurrence wins, as in most web frameworks.
+        query.entry(name.into()).or_insert_with(|| value.into());
+    }
+    let mut headers = Map::new();
+    for (name, value) in request.headers {
+        // Repeated headers are joined as HTTP allows (RFC 9110, 5.3).
+        match headers.get_mut(name.as_str()) {
+            Some(existing) => {
+                let joined = format!("{}, {}", existing.clone().into_string().unwrap_or_default(), value);
+                *existing = joined.into();
+            }
+            None => {
+                headers.insert(name.into(), value.into());
+            }
+        }
+    }
+    let body: Dynamic = match String::from_utf8(request.body) {
+        Ok(text) => text.into(),
+        Err(error) => Dynamic::from_blob(error.into_bytes()),
+    };
+    let mut map = Map::new();
+    map.insert("method".into(), request.method.into());
+    map.insert("path".into(), request.path.into());
+    map.insert("subpath".into(), request.subpath.into());
+    map.insert("query".into(), query.into());
+    map.insert("headers".into(), headers.into());
+    map.insert("body".into(), body);
+    map.insert("id".into(), request.request_id.into());
+    map.into()
+}
+
+/// A writer that refuses to grow past a limit, so that serialising a huge
+/// value fails early instead of first building all of it.
+struct LimitedWriter {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl Write for LimitedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            return Err(std::io::Error::other("response too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn too_large(limit: u32) -> ScriptError {
+    ScriptError {
+        kind: ScriptErrorKind::ResponseTooLarge,
+        message: format!("the response body is larger than the limit of {limit} bytes"),
+        position: None,
+    }
+}
+
+fn invalid(message: String) -> ScriptError {
+    ScriptError { kind: ScriptErrorKind::InvalidResponse, message, position: None }
+}
+
+/// Encodes a body value; returns the bytes and the content type it implies.
+fn encode_body(value: Dynamic, limit: u32) -> Result<(Vec<u8>, Option<&'static str>), ScriptError> {
+    if value.is_unit() {
+        return Ok((Vec::new(), None));
+    }
+    if value.is_string() || value.is_char() {
+        let text = value.to_string();
+        if text.len() > limit as usize {
+            return Err(too_large(limit));
+        }
+        return Ok((text.into_bytes(), Some("text/plain; charset=utf-8")));
+    }
+    if value.is_blob() {
+        let bytes = value.cast::<rhai::Blob>();
+        if bytes.len() > limit as usize {
+            return Err(too_large(limit));
+        }
+        return Ok((bytes, Some("application/octet-stream")));
+    }
+    if value.is_map() || value.is_array() || value.is_int() || value.is_float() || value.is_bool() {
+        let mut writer = LimitedWriter { bytes: Vec::new(), limit: limit as usize };
+        return match serde_json::to_writer(&mut writer, &value) {
+            Ok(()) => Ok((writer.bytes, Some("application/json"))),
+            Err(error) if error.is_io() => Err(too_large(limit)),
+            Err(error) => Err(invalid(format!("the result cannot be written as JSON: {error}"))),
+        };
+    }
+    Err(invalid(format!("a value of type '{}' cannot be a response body", value.type_name())))
+}
+
+/// Turns a script's result into a response.
+///
+/// A string is `text/plain`, a map, array, number or boolean is JSON, a blob
+/// is `application/octet-stream`, `()` is an empty `204`, and a `Response`
+/// sets status, headers and body explicitly.
+pub fn dynamic_to_response(value: Dynamic, limit: u32) -> Result<Response, ScriptError> {
+    if value.is::<ScriptResponse>() {
+        let response = value.cast::<ScriptResponse>();
+        let status = u16::try_from(response.status)
+            .ok()
+            .filter(|status| (100..=599).contains(status))
+            .ok_or_else(|| invalid(format!("{} is not an HTTP status code", response.status)))?;
+        let (body, content_type) = encode_body(response.body, limit)?;
+        let mut headers = Vec::with_capacity(response.headers.len() + 1);
+        let mut has_content_type = false;
+        for (name, value) in response.headers {
+            let name = name.to_lowercase();
+            has_content_type |= name == "content-type";
+            let value = match value.clone().try_cast::<ImmutableString>() {
+                Some(text) => text.to_string(),
+                None => value.to_string(),
+            };
+            headers.push((name, value));
+        }
+        if let (false, Some(content_type)) = (has_content_type, content_type) {
+            headers.push(("content-type".into(), content_type.into()));
+        }
+        return Ok(Response { status, headers, body });
+    }
+    if value.is_unit() {
+        return Ok(Response { status: 204, headers: Vec::new(), body: Vec::new() });
+    }
+    let (body, content_type) = encode_body(value, limit)?;
+    let headers = content_type
+        .map(|content_type| vec![("content-type".to_string(), content_type.to_string())])
+        .unwrap_or_default();
+    Ok(Response { status: 200, headers, body })
+}

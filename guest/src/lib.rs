@@ -1,0 +1,244 @@
+//! PiCloud's guest: a Rhai interpreter compiled to WebAssembly.
+//!
+//! The host (crates/executor-core) instantiates this module once per warm
+//! instance, loads exactly one script version into it, and then calls
+//! `handle` for each request routed to that version. The ABI is documented in
+//! `picloud_shared::abi`; this file is its guest side.
+//!
+//! The Rhai engine is built by `picloud_init`, which the host runs once under
+//! the Wizer pre-initialiser and snapshots, so a fresh instance starts with the
+//! engine ready and only has to compile its script.
+
+mod convert;
+
+use std::cell::RefCell;
+
+use picloud_shared::{
+    HandleOutcome, LoadOutcome, LoadRequest, OutputLevel, Position, Request, RhaiLimits,
+    ScriptError, ScriptErrorKind, abi, decode, encode,
+};
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
+
+#[link(wasm_import_module = "picloud")]
+unsafe extern "C" {
+    /// One line of script output; the host enforces the per-invocation cap.
+    #[link_name = "output"]
+    fn host_output(level: i32, ptr: *const u8, len: usize);
+}
+
+/// Everything the guest keeps between calls.
+struct Guest {
+    engine: Engine,
+    /// The loaded script; `None` until `load` succeeds.
+    script: Option<AST>,
+    limits: RhaiLimits,
+    /// The last output buffer handed to the host; valid until the next call.
+    output: Vec<u8>,
+}
+
+thread_local! {
+    static GUEST: RefCell<Option<Guest>> = const { RefCell::new(None) };
+}
+
+fn send_output(level: OutputLevel, text: &str) {
+    // SAFETY: the host reads `len` bytes at `ptr` from this module's memory
+    // during the call and keeps no reference to them afterwards.
+    unsafe { host_output(level as i32, text.as_ptr(), text.len()) }
+}
+
+fn new_engine() -> Engine {
+    let mut engine = Engine::new();
+    // Scripts are single files: `import` has nowhere to load modules from.
+    engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    engine.on_print(|text| send_output(OutputLevel::Print, text));
+    engine.on_debug(|text, _source, position| {
+        let line = match position.line() {
+            Some(line) => format!("[line {line}] {text}"),
+            None => text.to_string(),
+        };
+        send_output(OutputLevel::Debug, &line)
+    });
+    convert::register_response_api(&mut engine);
+    apply_limits(&mut engine, &RhaiLimits::default());
+    engine
+}
+
+fn apply_limits(engine: &mut Engine, limits: &RhaiLimits) {
+    engine
+        .set_max_operations(limits.max_operations)
+        .set_max_call_levels(limits.max_call_levels as usize)
+        .set_max_expr_depths(
+            limits.max_expr_depth as usize,
+            limits.max_function_expr_depth as usize,
+        )
+        .set_max_string_size(limits.max_string_size as usize)
+        .set_max_array_size(limits.max_array_size as usize)
+        .set_max_map_size(limits.max_map_size as usize)
+        .set_max_variables(limits.max_variables as usize)
+        .set_max_functions(limits.max_functions as usize)
+        .set_max_modules(0);
+}
+
+fn with_guest<R>(f: impl FnOnce(&mut Guest) -> R) -> R {
+    GUEST.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let guest = slot.get_or_insert_with(|| Guest {
+            engine: new_engine(),
+            script: None,
+            limits: RhaiLimits::default(),
+            output: Vec::new(),
+        });
+        f(guest)
+    })
+}
+
+/// Takes ownership of an input buffer allocated by [`picloud_alloc`].
+///
+/// # Safety
+/// `ptr` and `len` must come from one `picloud_alloc(len)` call, not yet taken.
+unsafe fn take_input(ptr: *mut u8, len: usize) -> Box<[u8]> {
+    // SAFETY: guaranteed by the caller: the buffer was leaked from a boxed
+    // slice of exactly this length.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) }
+}
+
+fn hand_over(guest: &mut Guest, bytes: Vec<u8>) -> i64 {
+    guest.output = bytes;
+    abi::pack(guest.output.as_ptr() as u32, guest.output.len() as u32)
+}
+
+fn to_position(position: rhai::Position) -> Option<Position> {
+    Some(Position {
+        line: position.line()? as u32,
+        column: position.position().unwrap_or(0) as u32,
+    })
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn picloud_abi_version() -> i32 {
+    abi::ABI_VERSION
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn picloud_init() {
+    with_guest(|_| ());
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn picloud_alloc(len: usize) -> *mut u8 {
+    Box::into_raw(vec![0u8; len].into_boxed_slice()) as *mut u8
+}
+
+/// # Safety
+/// `ptr`/`len` must describe a buffer from [`picloud_alloc`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn picloud_load(ptr: *mut u8, len: usize) -> i64 {
+    // SAFETY: forwarded from this function's contract.
+    let input = unsafe { take_input(ptr, len) };
+    with_guest(|guest| {
+        let outcome = match decode::<LoadRequest>(&input) {
+            Err(error) => LoadOutcome::CompileError {
+                message: format!("malformed load request from host: {error}"),
+                position: None,
+            },
+            Ok(request) => {
+                guest.limits = request.limits;
+                apply_limits(&mut guest.engine, &request.limits);
+                match guest.engine.compile(&request.source) {
+                    Ok(ast) => {
+                        guest.script = Some(ast);
+                        LoadOutcome::Loaded
+                    }
+                    Err(error) => LoadOutcome::CompileError {
+                        message: error.err_type().to_string(),
+                        position: to_position(error.position()),
+                    },
+                }
+            }
+        };
+        hand_over(guest, encode(&outcome))
+    })
+}
+
+/// # Safety
+/// `ptr`/`len` must describe a buffer from [`picloud_alloc`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
+    // SAFETY: forwarded from this function's contract.
+    let input = unsafe { take_input(ptr, len) };
+    with_guest(|guest| {
+        // Release the previous response before building the next one, so an
+        // instance never holds two large bodies at once.
+        guest.output = Vec::new();
+        let outcome = match decode::<Request>(&input) {
+            Err(error) => HandleOutcome::Error(ScriptError {
+                kind: ScriptErrorKind::Runtime,
+                message: format!("malformed request from host: {error}"),
+                position: None,
+            }),
+            Ok(request) => {
+                drop(input);
+                run(guest, request)
+            }
+        };
+        hand_over(guest, encode(&outcome))
+    })
+}
+
+fn run(guest: &mut Guest, request: Request) -> HandleOutcome {
+    let Some(script) = guest.script.as_ref() else {
+        return HandleOutcome::Error(ScriptError {
+            kind: ScriptErrorKind::Runtime,
+            message: "no script is loaded".into(),
+            position: None,
+        });
+    };
+    // A fresh scope per request: nothing a script stores in a variable can
+    // be seen by the next request served by this instance.
+    let mut scope = Scope::new();
+    scope.push_constant("request", convert::request_to_dynamic(request));
+    match guest.engine.eval_ast_with_scope::<Dynamic>(&mut scope, script) {
+        Ok(value) => match convert::dynamic_to_response(value, guest.limits.max_response_bytes) {
+            Ok(response) => HandleOutcome::Response(response),
+            Err(error) => HandleOutcome::Error(error),
+        },
+        Err(error) => HandleOutcome::Error(classify(*error)),
+    }
+}
+
+/// Turns a Rhai error into the ABI's error, keeping the innermost position
+/// so that an error inside a function names the line in that function.
+fn classify(error: EvalAltResult) -> ScriptError {
+    let outer_position = to_position(error.position());
+    let called_function = match &error {
+        EvalAltResult::ErrorInFunctionCall(name, ..) => Some(name.clone()),
+        _ => None,
+    };
+    let mut innermost = into_innermost(error);
+    let position = to_position(innermost.take_position()).or(outer_position);
+    let kind = match innermost {
+        EvalAltResult::ErrorTooManyOperations(..) => ScriptErrorKind::TooManyOperations,
+        EvalAltResult::ErrorDataTooLarge(..) => ScriptErrorKind::DataTooLarge,
+        EvalAltResult::ErrorStackOverflow(..) => ScriptErrorKind::StackOverflow,
+        _ => ScriptErrorKind::Runtime,
+    };
+    let message = match innermost {
+        EvalAltResult::ErrorRuntime(value, _) if value.is_string() => {
+            value.into_string().unwrap_or_default()
+        }
+        other => other.to_string(),
+    };
+    let message = match called_function {
+        Some(name) => format!("{message} (in call to function '{name}')"),
+        None => message,
+    };
+    ScriptError { kind, message, position }
+}
+
+fn into_innermost(error: EvalAltResult) -> EvalAltResult {
+    match error {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => into_innermost(*inner),
+        other => other,
+    }
+}
