@@ -1,0 +1,62 @@
+//! The integration tests of picloud-manager-core, in one binary.
+//!
+//! `store_suite` is a conformance suite for [`Store`]: every case runs once on
+//! SQLite (a fresh temporary file) and once on PostgreSQL (a fresh database on
+//! the server at `PICLOUD_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`). The PostgreSQL cases fail, not
+//! skip, when the server cannot be reached.
+//!
+//! [`Store`]: picloud_manager_core::Store
+
+mod harness;
+mod store_suite;
+
+/// Generates one `#[tokio::test]` per suite case per backend, in the modules
+/// `sqlite` and `postgres`.
+macro_rules! run_store_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let database = crate::harness::TestDatabase::sqlite().await;
+                    crate::store_suite::$case(&database).await;
+                    database.close().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let database = crate::harness::TestDatabase::postgres().await;
+                    crate::store_suite::$case(&database).await;
+                    database.close().await;
+                }
+            )*
+        }
+    };
+}
+
+run_store_suite!(
+    migrations_are_idempotent_and_data_survives_a_reconnect,
+    a_database_newer_than_the_binary_is_refused,
+    users_are_created_and_found,
+    unique_fields_conflict,
+    invalid_input_names_the_field,
+    the_last_active_owner_cannot_be_removed,
+    deploy_numbers_versions_and_activates_the_newest,
+    rollback_activates_an_earlier_version,
+    deploy_to_a_missing_app_or_author_stores_nothing,
+    concurrent_deploys_get_distinct_consecutive_numbers,
+    versions_are_immutable,
+    deleting_an_app_cascades,
+    apps_are_listed_updated_and_deleted,
+    memberships_are_added_changed_listed_and_removed,
+    sessions_are_looked_up_until_expiry_or_deactivation,
+    api_tokens_are_looked_up_until_revoked,
+    domains_are_normalised_listed_and_removed,
+    audit_log_is_append_only_and_paged,
+    active_scripts_lists_every_active_version,
+);
