@@ -75,8 +75,7 @@ fn apply_limits(engine: &mut Engine, limits: &RhaiLimits) {
         .set_max_array_size(limits.max_array_size as usize)
         .set_max_map_size(limits.max_map_size as usize)
         .set_max_variables(limits.max_variables as usize)
-        .set_max_functions(limits.max_functions as usize)
-        .set_max_modules(0);
+        .set_max_functions(limits.max_functions as usize);
 }
 
 fn with_guest<R>(f: impl FnOnce(&mut Guest) -> R) -> R {
