@@ -66,6 +66,7 @@
 //! # }
 //! ```
 
+pub mod api;
 pub mod auth;
 mod error;
 mod model;

@@ -1,0 +1,301 @@
+//! The management API: JSON under `/api/v1` for the CLI and the dashboard.
+//!
+//! # Concepts
+//! - **Callers** authenticate with a session cookie (`POST /auth/login`,
+//!   for the dashboard; state-changing requests must echo the session's CSRF
+//!   token in `x-csrf-token`) or an API token (`Authorization: Bearer pc_...`,
+//!   for the CLI). Every route but log-in and the OpenAPI document requires
+//!   one ([`Caller`]).
+//! - **The policy** ([`policy`]) is the one place that decides who may do
+//!   what; handlers ask it with an [`Action`](policy::Action).
+//! - **Errors** are [`ApiError`] values, answered as
+//!   `{"error": {"code", "message", ...}}` with a stable code.
+//! - **Deploys** compile the script in the sandbox first
+//!   ([`ScriptCompiler`]), store it as the new active version, then publish
+//!   it to the orchestrator ([`RoutePublisher`]) so the next request runs it.
+//! - **The route table** ([`endpoints`]) is the single list the router, the
+//!   OpenAPI document (`GET /api/v1/openapi.json`) and the tests are built from.
+//!
+//! # Invariants
+//! **HTTP types and status codes live in this module only**; the store below
+//! it knows nothing of HTTP. **An app the caller may not see is `404`**,
+//! never `403`, so its existence does not leak.
+
+mod apps;
+mod auth;
+mod error;
+pub mod hooks;
+mod openapi;
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use serde::de::DeserializeOwned;
+
+pub use auth::{API_TOKEN_PREFIX, CSRF_HEADER, Caller, Credential, SESSION_COOKIE};
+pub use error::{ApiError, ApiResult};
+pub use hooks::{BoxFuture, CheckError, RoutePublisher, ScriptCompiler};
+
+use crate::Store;
+
+/// The prefix every management route lives under.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Settings of the management API.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Mark the session cookie `Secure` (the public URL is `https`).
+    pub secure_cookies: bool,
+    /// How long a dashboard session lasts. Default 7 days.
+    pub session_lifetime: Duration,
+    /// Largest request body (a deployed script, as JSON or text), in bytes;
+    /// larger is `413 payload_too_large`. Default 1 MiB.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            secure_cookies: false,
+            session_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
+            max_request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    compiler: Arc<dyn ScriptCompiler>,
+    routes: Arc<dyn RoutePublisher>,
+    config: ApiConfig,
+    /// Held while a change is stored and published, so the routing table
+    /// receives changes in the order the store made them.
+    route_updates: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ApiState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// The state of an API over `store` that compiles scripts with
+    /// `compiler` and publishes what serves where to `routes`.
+    pub fn new(
+        store: Store,
+        compiler: Arc<dyn ScriptCompiler>,
+        routes: Arc<dyn RoutePublisher>,
+        config: ApiConfig,
+    ) -> Self {
+        ApiState {
+            inner: Arc::new(Inner {
+                store,
+                compiler,
+                routes,
+                config,
+                route_updates: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    fn compiler(&self) -> &dyn ScriptCompiler {
+        &*self.inner.compiler
+    }
+
+    fn routes(&self) -> &dyn RoutePublisher {
+        &*self.inner.routes
+    }
+
+    fn route_updates(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.route_updates
+    }
+}
+
+/// One route of the management API, as documented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: &'static str,
+    /// The path below [`API_PREFIX`], with `{parameters}`.
+    pub path: &'static str,
+    /// One line on what it does.
+    pub summary: &'static str,
+    /// The OpenAPI tag (resource).
+    pub tag: &'static str,
+    /// Whether it requires a session or an API token.
+    pub authenticated: bool,
+    /// The name of the request body's schema, if it takes one.
+    pub request_body: Option<&'static str>,
+    /// The status of a successful answer.
+    pub success_status: u16,
+}
+
+impl Endpoint {
+    /// The full path, with [`API_PREFIX`].
+    pub fn full_path(&self) -> String {
+        format!("{API_PREFIX}{}", self.path)
+    }
+}
+
+macro_rules! endpoint {
+    ($method:ident $path:literal, $tag:literal, $summary:literal, auth: $auth:literal, body: $body:expr, status: $status:literal, $handler:expr) => {
+        (
+            Endpoint {
+                method: stringify!($method),
+                path: $path,
+                summary: $summary,
+                tag: $tag,
+                authenticated: $auth,
+                request_body: $body,
+                success_status: $status,
+            },
+            on(MethodFilter::$method, $handler),
+        )
+    };
+}
+
+/// The routes with their handlers: the single source of the router and the
+/// OpenAPI document.
+fn table() -> Vec<(Endpoint, MethodRouter<ApiState>)> {
+    vec![
+        endpoint!(POST "/auth/login", "auth", "Log in with a username (or e-mail) and password; sets the session cookie and returns the CSRF token", auth: false, body: Some("LoginRequest"), status: 200, auth::login),
+        endpoint!(POST "/auth/logout", "auth", "End the current session", auth: true, body: None, status: 204, auth::logout),
+        endpoint!(GET "/auth/me", "auth", "Who is calling: user, instance role, permissions", auth: true, body: None, status: 200, auth::who_am_i),
+        endpoint!(GET "/tokens", "tokens", "List the caller's API tokens (never their secrets)", auth: true, body: None, status: 200, auth::list_tokens),
+        endpoint!(POST "/tokens", "tokens", "Create an API token; its secret is in this answer only", auth: true, body: Some("CreateTokenRequest"), status: 201, auth::create_token),
+        endpoint!(DELETE "/tokens/{id}", "tokens", "Revoke one of the caller's API tokens", auth: true, body: None, status: 204, auth::revoke_token),
+        endpoint!(GET "/apps", "apps", "List the apps the caller can see, each with `my_role`", auth: true, body: None, status: 200, apps::list_apps),
+        endpoint!(POST "/apps", "apps", "Create an app", auth: true, body: Some("CreateAppRequest"), status: 201, apps::create_app),
+        endpoint!(GET "/apps/{app}", "apps", "Get an app", auth: true, body: None, status: 200, apps::get_app),
+        endpoint!(PATCH "/apps/{app}", "apps", "Change an app's name or settings", auth: true, body: Some("UpdateAppRequest"), status: 200, apps::update_app),
+        endpoint!(DELETE "/apps/{app}", "apps", "Delete an app with its scripts, versions and domains", auth: true, body: None, status: 204, apps::delete_app),
+        endpoint!(GET "/apps/{app}/scripts", "scripts", "List an app's scripts", auth: true, body: None, status: 200, apps::list_scripts),
+        endpoint!(GET "/apps/{app}/scripts/{script}", "scripts", "Get a script with its active version's source", auth: true, body: None, status: 200, apps::get_script),
+        endpoint!(PUT "/apps/{app}/scripts/{script}", "scripts", "Deploy: compile in the sandbox, store as a new version and activate it", auth: true, body: Some("DeployRequest"), status: 201, apps::deploy),
+        endpoint!(DELETE "/apps/{app}/scripts/{script}", "scripts", "Delete a script with its versions", auth: true, body: None, status: 204, apps::delete_script),
+        endpoint!(GET "/apps/{app}/scripts/{script}/versions", "scripts", "List a script's versions", auth: true, body: None, status: 200, apps::list_versions),
+        endpoint!(GET "/apps/{app}/scripts/{script}/versions/{version}", "scripts", "Get one version with its source", auth: true, body: None, status: 200, apps::get_version),
+        endpoint!(POST "/apps/{app}/scripts/{script}/rollback", "scripts", "Make an earlier version active again", auth: true, body: Some("RollbackRequest"), status: 200, apps::rollback),
+        endpoint!(GET "/apps/{app}/domains", "domains", "List an app's domains", auth: true, body: None, status: 200, apps::list_domains),
+        endpoint!(POST "/apps/{app}/domains", "domains", "Route a host name to the app", auth: true, body: Some("AddDomainRequest"), status: 201, apps::add_domain),
+        endpoint!(DELETE "/apps/{app}/domains/{host}", "domains", "Remove a host name", auth: true, body: None, status: 204, apps::remove_domain),
+        endpoint!(GET "/openapi.json", "meta", "This API's OpenAPI 3.1 document", auth: false, body: None, status: 200, openapi::serve_document),
+    ]
+}
+
+/// Every route of the management API, in the order of the documentation.
+pub fn endpoints() -> Vec<Endpoint> {
+    table().into_iter().map(|(endpoint, _)| endpoint).collect()
+}
+
+/// The OpenAPI 3.1 document of the management API.
+pub fn openapi_document() -> serde_json::Value {
+    openapi::document(&endpoints())
+}
+
+/// The router of the management API, with absolute paths under
+/// [`API_PREFIX`], ready to merge with the ingress.
+pub fn api_router(state: ApiState) -> Router {
+    let body_limit = state.config().max_request_bytes;
+    let mut router = Router::new();
+    for (endpoint, method_router) in table() {
+        router = router.route(&endpoint.full_path(), method_router);
+    }
+    router
+        // Unknown paths under the prefix answer in the API's own format
+        // instead of falling through to the script ingress.
+        .route(
+            &format!("{API_PREFIX}/{{*rest}}"),
+            axum::routing::any(|| async { ApiError::not_found("API route") }),
+        )
+        .route(
+            API_PREFIX,
+            axum::routing::any(|| async { ApiError::not_found("API route") }),
+        )
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// A request body read whole, with the body limit answered as
+/// `413 payload_too_large` in the API's format.
+pub(crate) struct RawBody(pub Bytes);
+
+impl FromRequest<ApiState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &ApiState) -> ApiResult<Self> {
+        Bytes::from_request(request, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit_bytes: state.config().max_request_bytes,
+                    }
+                } else {
+                    ApiError::BadRequest {
+                        message: rejection.body_text(),
+                    }
+                }
+            })
+    }
+}
+
+/// A JSON request body. A missing or unknown field is `422 invalid_input`
+/// naming it; anything else malformed is `400 bad_request`.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &ApiState) -> ApiResult<Self> {
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| json_error(&error))
+    }
+}
+
+fn json_error(error: &serde_json::Error) -> ApiError {
+    let message = error.to_string();
+    for marker in ["missing field `", "unknown field `"] {
+        if let Some(rest) = message.split(marker).nth(1)
+            && let Some(field) = rest.split('`').next()
+        {
+            return ApiError::invalid(field, message.clone());
+        }
+    }
+    if let Some(rest) = message.split("invalid type").nth(1) {
+        return ApiError::BadRequest {
+            message: format!("the JSON body has an invalid type{rest}"),
+        };
+    }
+    ApiError::BadRequest {
+        message: format!("the body is not valid JSON for this route: {message}"),
+    }
+}
