@@ -1,0 +1,121 @@
+//! Configuration of the ingress: request limits, server timeouts and the
+//! invocation-record buffer. Every default is documented next to its field
+//! and in `docs/http.md`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+/// Limits and timeouts of the HTTP ingress.
+///
+/// The per-request limits (body, headers, request timeout) are enforced by
+/// [`ingress_router`](crate::ingress_router); the connection-level ones
+/// (header read timeout, shutdown grace period) by [`serve`](crate::serve).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Largest request body a script accepts, in bytes; a larger one is
+    /// refused with `413 payload_too_large` before the script runs.
+    /// Default 1 MiB.
+    pub max_body_bytes: u64,
+    /// Most request headers a request may carry; more is
+    /// `431 headers_too_large`. Default 100.
+    pub max_header_count: usize,
+    /// Most bytes of request headers (names and values together); more is
+    /// `431 headers_too_large`. Also bounds the HTTP/1 read buffer in
+    /// [`serve`](crate::serve), so a client cannot make the server buffer
+    /// an endless header. Default 32 KiB.
+    pub max_header_bytes: usize,
+    /// Time for a whole request, from its headers being read to its response
+    /// being ready: receiving the body and running the script. A client that
+    /// has not sent its body by then gets `408 request_timeout`; a script
+    /// still running gets `504 timeout`. Scripts have their own, shorter
+    /// deadline (5 s by default), so this mostly stops slow uploads.
+    /// Default 30,000 ms.
+    pub request_timeout_ms: u64,
+    /// Time a client has to send a request's headers after connecting or
+    /// after its previous request on a keep-alive connection; then the
+    /// connection is closed. It is also the idle timeout of keep-alive
+    /// connections. Used by [`serve`](crate::serve). Default 10,000 ms.
+    pub header_read_timeout_ms: u64,
+    /// On shutdown, how long requests in flight may take to finish before
+    /// their connections are closed. Used by [`serve`](crate::serve).
+    /// Default 10,000 ms.
+    pub shutdown_grace_ms: u64,
+    /// The invocation-record buffer.
+    pub records: RecordConfig,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            max_body_bytes: MIB,
+            max_header_count: 100,
+            max_header_bytes: 32 * KIB as usize,
+            request_timeout_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+            records: RecordConfig::default(),
+        }
+    }
+}
+
+impl IngressConfig {
+    /// [`request_timeout_ms`](Self::request_timeout_ms) as a [`Duration`].
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// [`header_read_timeout_ms`](Self::header_read_timeout_ms) as a [`Duration`].
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// [`shutdown_grace_ms`](Self::shutdown_grace_ms) as a [`Duration`].
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// How invocation records are buffered before they reach the
+/// [`RecordSink`](crate::RecordSink).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Records held in memory while waiting to be written. When the buffer
+    /// is full the oldest record is dropped and counted
+    /// ([`RecordBuffer::dropped`](crate::RecordBuffer::dropped)), so a slow
+    /// database never slows requests down. Default 10,000.
+    pub capacity: usize,
+    /// Records written per batch; a full batch is written at once.
+    /// Default 256.
+    pub batch_size: usize,
+    /// Longest a record waits before its batch is written, in milliseconds.
+    /// Default 1,000 ms.
+    pub flush_interval_ms: u64,
+    /// Bytes of script output kept in one record; later lines are dropped
+    /// and the record is marked truncated. The logs get every line.
+    /// Default 8 KiB.
+    pub max_output_bytes: usize,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            capacity: 10_000,
+            batch_size: 256,
+            flush_interval_ms: 1_000,
+            max_output_bytes: 8 * KIB as usize,
+        }
+    }
+}
+
+impl RecordConfig {
+    /// [`flush_interval_ms`](Self::flush_interval_ms) as a [`Duration`].
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}

@@ -1,0 +1,500 @@
+//! The HTTP ingress: turns an HTTP request into an executor [`Request`],
+//! runs the script's active version, and turns the outcome back into an HTTP
+//! response and an [`InvocationRecord`].
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::routing::any;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use percent_encoding::percent_decode_str;
+use picloud_executor_core::{
+    Executor, Invocation, InvocationStats, InvokeError, OutputLevel, OutputLine, Request, Response,
+};
+use tracing::Instrument;
+
+use crate::config::IngressConfig;
+use crate::error::IngressError;
+use crate::records::{InvocationRecord, RecordBuffer, Trigger};
+use crate::request_id;
+use crate::routes::{ActiveScript, RouteTable, Routes, is_reserved_app_slug};
+
+/// Everything the ingress needs; cheap to clone.
+#[derive(Clone)]
+pub struct IngressState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    executor: Executor,
+    routes: Arc<RouteTable>,
+    records: RecordBuffer,
+    config: IngressConfig,
+}
+
+impl std::fmt::Debug for IngressState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngressState")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IngressState {
+    /// The ingress's state: the executor that runs scripts, the routing
+    /// table the control plane updates, the buffer that receives one record
+    /// per invocation, and the limits.
+    pub fn new(
+        executor: Executor,
+        routes: Arc<RouteTable>,
+        records: RecordBuffer,
+        config: IngressConfig,
+    ) -> Self {
+        IngressState {
+            inner: Arc::new(StateInner {
+                executor,
+                routes,
+                records,
+                config,
+            }),
+        }
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &Arc<RouteTable> {
+        &self.inner.routes
+    }
+
+    /// The invocation-record buffer.
+    pub fn records(&self) -> &RecordBuffer {
+        &self.inner.records
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &IngressConfig {
+        &self.inner.config
+    }
+}
+
+/// The router that serves script endpoints, ready to be merged with the
+/// management API, the dashboard and the health endpoints.
+///
+/// It answers every method on `/{app}/{script}` and below, and on
+/// `/{script}` and below when the `Host` header is one of an app's domains.
+/// Its routes are patterns only (`/{first}`, `/{first}/`, `/{first}/{*rest}`),
+/// so any static route of the merged router (`/healthz`, `/api/v1/...`) wins
+/// over them, and a path under a reserved first segment that the merged
+/// router does not know ends here as `404 not_found` without running
+/// anything. It sets no fallback, so the binary may set its own.
+pub fn ingress_router(state: IngressState) -> Router {
+    Router::new()
+        .route("/{first}", any(handle))
+        .route("/{first}/", any(handle))
+        .route("/{first}/{*rest}", any(handle))
+        .with_state(state)
+}
+
+/// One request, from its id to its record.
+async fn handle(
+    State(state): State<IngressState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let request_id = request_id::from_headers(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = handle_request(&state, request, &request_id)
+        .instrument(span)
+        .await;
+    let header_value = HeaderValue::from_str(&request_id).expect("request ids are visible ASCII");
+    response
+        .headers_mut()
+        .insert(request_id::HEADER, header_value);
+    response
+}
+
+async fn handle_request(
+    state: &IngressState,
+    request: axum::extract::Request,
+    request_id: &str,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let config = state.config();
+
+    if let Err(error) = check_headers(request.headers(), config) {
+        tracing::debug!(code = error.code(), %error, "request refused");
+        return error.to_response(request_id);
+    }
+
+    let target = {
+        let routes = state.routes().load();
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or(request.uri().host());
+        resolve(&routes, host, request.uri().path())
+            .map(|(script, subpath)| (script.clone(), subpath.to_owned()))
+    };
+    let Some((script, subpath)) = target else {
+        tracing::debug!("no script answers at this path");
+        return IngressError::NotFound.to_response(request_id);
+    };
+    let call = ScriptCall {
+        state,
+        script: &script,
+        request_id,
+        started,
+        started_at_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+    };
+
+    let deadline = tokio::time::Instant::from_std(started) + config.request_timeout();
+    let (parts, body) = request.into_parts();
+    let body = match tokio::time::timeout_at(
+        deadline,
+        read_body(&parts.headers, body, config.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => return call.refuse(error),
+        Err(_elapsed) => {
+            return call.refuse(IngressError::RequestTimeout {
+                timeout_ms: config.request_timeout_ms,
+            });
+        }
+    };
+
+    let executor_request = Request {
+        method: parts.method.as_str().to_ascii_uppercase(),
+        path: parts.uri.path().to_owned(),
+        subpath,
+        query: parts
+            .uri
+            .query()
+            .map(|query| {
+                form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: Vec::from(body),
+        request_id: request_id.to_owned(),
+    };
+
+    let invocation = tokio::time::timeout_at(
+        deadline,
+        state.executor().invoke(&script.version, executor_request),
+    );
+    match invocation.await {
+        Ok(invocation) => call.finish(invocation),
+        // Dropping the invocation stops the script and discards its instance.
+        Err(_elapsed) => call.refuse(IngressError::Timeout {
+            timeout_ms: config.request_timeout_ms,
+        }),
+    }
+}
+
+/// Finds the script a path (and host) names, and the sub-path below it.
+///
+/// With a `Host` that is one of an app's domains, the first segment names a
+/// script of that app; otherwise the first two segments name the app and the
+/// script. Segments are percent-decoded before the lookup; the sub-path is
+/// returned as sent.
+fn resolve<'a, 'p>(
+    routes: &'a Routes,
+    host: Option<&str>,
+    path: &'p str,
+) -> Option<(&'a Arc<ActiveScript>, &'p str)> {
+    let (first, below_first) = split_segment(path)?;
+    if let Some(app_slug) = host.and_then(|host| routes.app_for_host(host)) {
+        return Some((
+            routes.script(app_slug, &decode_segment(first)?)?,
+            below_first,
+        ));
+    }
+    let app_slug = decode_segment(first)?;
+    if is_reserved_app_slug(&app_slug) {
+        return None;
+    }
+    let (second, below_second) = split_segment(below_first)?;
+    Some((
+        routes.script(&app_slug, &decode_segment(second)?)?,
+        below_second,
+    ))
+}
+
+/// Splits `/first/rest...` into `first` and `/rest...` (or `""`).
+fn split_segment(path: &str) -> Option<(&str, &str)> {
+    let path = path.strip_prefix('/')?;
+    Some(match path.find('/') {
+        Some(end) => (&path[..end], &path[end..]),
+        None => (path, ""),
+    })
+}
+
+fn decode_segment(segment: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let decoded = percent_decode_str(segment).decode_utf8().ok()?;
+    (!decoded.is_empty()).then_some(decoded)
+}
+
+fn check_headers(headers: &HeaderMap, config: &IngressConfig) -> Result<(), IngressError> {
+    let count = headers.len();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if count > config.max_header_count || bytes > config.max_header_bytes {
+        return Err(IngressError::HeadersTooLarge { count, bytes });
+    }
+    Ok(())
+}
+
+/// Reads the whole body, refusing one over `limit_bytes` as early as
+/// possible: at once when `Content-Length` says so, else as soon as the
+/// bytes received pass the limit.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit_bytes: u64,
+) -> Result<bytes::Bytes, IngressError> {
+    let too_large = IngressError::PayloadTooLarge { limit_bytes };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok())
+        .and_then(|length| length.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit_bytes) {
+        return Err(too_large);
+    }
+    let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
+        Err(error) => Err(IngressError::BadRequest {
+            message: error.to_string(),
+        }),
+    }
+}
+
+/// A request that resolved to a script: everything needed to answer it,
+/// log it and record it.
+struct ScriptCall<'a> {
+    state: &'a IngressState,
+    script: &'a ActiveScript,
+    request_id: &'a str,
+    started: Instant,
+    started_at_unix_ms: u64,
+}
+
+impl ScriptCall<'_> {
+    /// Answers a request refused before or while its script ran.
+    fn refuse(&self, error: IngressError) -> axum::response::Response {
+        self.log_failure(&error);
+        let limits = &self.script.version.limits;
+        let stats = InvocationStats {
+            fuel_limit: limits.fuel,
+            memory_limit_bytes: limits.memory_bytes,
+            duration: self.started.elapsed(),
+            ..InvocationStats::default()
+        };
+        self.record(&stats, &[], error.status(), Some(&error));
+        error.to_response(self.request_id)
+    }
+
+    /// Turns an invocation into the caller's response.
+    fn finish(&self, invocation: Invocation) -> axum::response::Response {
+        let Invocation {
+            result,
+            output,
+            stats,
+        } = invocation;
+        let label = &*self.script.version.label;
+        for line in &output {
+            tracing::info!(target: "picloud::script", script = label, stream = line.level.as_str(), "{}", line.text);
+        }
+        let outcome = result.map_err(IngressError::Invoke).and_then(|response| {
+            to_http_response(response)
+                .map_err(|message| IngressError::Invoke(InvokeError::InvalidResponse { message }))
+        });
+        match outcome {
+            Ok(response) => {
+                self.record(&stats, &output, response.status(), None);
+                response
+            }
+            Err(error) => {
+                self.log_failure(&error);
+                self.record(&stats, &output, error.status(), Some(&error));
+                error.to_response(self.request_id)
+            }
+        }
+    }
+
+    /// Logs the full error, with the script's label and the error's
+    /// position, inside the request's span (so with its request id).
+    fn log_failure(&self, error: &IngressError) {
+        let position = match error {
+            IngressError::Invoke(error) => error.position(),
+            _ => None,
+        };
+        let line = position.map(|position| position.line);
+        let column = position.map(|position| position.column);
+        let label = &*self.script.version.label;
+        let code = error.code();
+        if error.is_host_failure() {
+            tracing::warn!(script = label, code, line, column, %error, "invocation failed");
+        } else if error.is_script_failure() {
+            tracing::info!(script = label, code, line, column, %error, "invocation failed");
+        } else {
+            tracing::debug!(script = label, code, %error, "request refused");
+        }
+    }
+
+    /// Logs the invocation at `debug` and queues its record.
+    fn record(
+        &self,
+        stats: &InvocationStats,
+        output_lines: &[OutputLine],
+        status: StatusCode,
+        error: Option<&IngressError>,
+    ) {
+        let script = self.script;
+        let duration_us = u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX);
+        let error_code = error.map(IngressError::code);
+        tracing::debug!(
+            app = %script.app_slug,
+            script = %script.script_name,
+            version_id = script.version.version_id,
+            status = status.as_u16(),
+            error_code,
+            duration_us,
+            fuel_used = stats.fuel_used,
+            memory_bytes = stats.memory_bytes,
+            cold_start = stats.cold_start,
+            "invocation",
+        );
+        let records = self.state.records();
+        let (output, output_truncated) =
+            bounded_output(output_lines, records.config().max_output_bytes);
+        records.push(InvocationRecord {
+            request_id: self.request_id.to_owned(),
+            app_slug: script.app_slug.clone(),
+            script_name: script.script_name.clone(),
+            script_id: script.script_id,
+            version_id: script.version.version_id,
+            trigger: Trigger::Http,
+            status: status.as_u16(),
+            error_code: error_code.map(str::to_owned),
+            started_at_unix_ms: self.started_at_unix_ms,
+            duration_us,
+            fuel_used: stats.fuel_used,
+            fuel_limit: stats.fuel_limit,
+            memory_bytes: stats.memory_bytes,
+            memory_limit_bytes: stats.memory_limit_bytes,
+            cold_start: stats.cold_start,
+            output,
+            output_truncated,
+            error_message: error.map(ToString::to_string),
+        });
+    }
+}
+
+/// The first lines of `lines` that fit in `max_bytes`, and whether any
+/// were left out.
+fn bounded_output(lines: &[OutputLine], max_bytes: usize) -> (Vec<(OutputLevel, String)>, bool) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for line in lines {
+        bytes += line.text.len();
+        if bytes > max_bytes {
+            return (kept, true);
+        }
+        kept.push((line.level, line.text.clone()));
+    }
+    (kept, false)
+}
+
+/// Headers a script may not set: they describe the connection, not the
+/// response, and the server manages them.
+const HOP_BY_HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    // The server frames the body itself; a wrong length would corrupt the connection.
+    "content-length",
+];
+
+/// Converts a script's response into an HTTP response, or says why it
+/// cannot be one (for the author's logs).
+fn to_http_response(response: Response) -> Result<axum::response::Response, String> {
+    let status = StatusCode::from_u16(response.status)
+        .ok()
+        .filter(|status| !status.is_informational())
+        .ok_or_else(|| {
+            format!(
+                "{} cannot be the status of a final response",
+                response.status
+            )
+        })?;
+    let mut headers = HeaderMap::with_capacity(response.headers.len() + 1);
+    for (name, value) in &response.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("the value of header {name} is not a valid header value"))?;
+        if HOP_BY_HOP_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        headers.append(name, value);
+    }
+    let mut http_response = axum::response::Response::new(Body::from(response.body));
+    *http_response.status_mut() = status;
+    *http_response.headers_mut() = headers;
+    Ok(http_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_segment;
+
+    #[test]
+    fn segments_split_at_the_first_slash() {
+        assert_eq!(
+            split_segment("/shop/orders/42"),
+            Some(("shop", "/orders/42"))
+        );
+        assert_eq!(split_segment("/orders/42"), Some(("orders", "/42")));
+        assert_eq!(split_segment("/orders"), Some(("orders", "")));
+        assert_eq!(split_segment("/orders/"), Some(("orders", "/")));
+        assert_eq!(split_segment("orders"), None);
+    }
+}

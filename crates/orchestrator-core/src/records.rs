@@ -1,0 +1,288 @@
+//! Invocation records: one per request that reached a script, buffered in
+//! memory and written in batches to a [`RecordSink`] that the binary backs
+//! with its store.
+//!
+//! **The hot path never waits for the sink.** [`RecordBuffer::push`] takes a
+//! short lock on an in-memory queue; a background task drains it every
+//! [`RecordConfig::batch_size`] records or [`RecordConfig::flush_interval_ms`]
+//! milliseconds. When the sink cannot keep up and the queue is full, the
+//! oldest record is dropped and counted: recent invocations matter most to a
+//! script author looking at the logs. With no records pending, the task
+//! sleeps without a timer.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use picloud_executor_core::OutputLevel;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::RecordConfig;
+
+/// What started an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// An HTTP request to the script's endpoint.
+    Http,
+}
+
+impl Trigger {
+    /// The lower-case name stored with the record, such as `http`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+        }
+    }
+}
+
+/// What happened to one request that reached a script.
+///
+/// A request refused before the script ran (a body over the limit, a client
+/// too slow to send its body) also gets a record, with zero fuel and no
+/// output, so the author sees it. Requests for unknown apps or scripts get
+/// none: there is no script to attach them to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvocationRecord {
+    /// The request id, as returned in `x-request-id` and seen in the logs.
+    pub request_id: String,
+    /// The app's slug.
+    pub app_slug: String,
+    /// The script's name.
+    pub script_name: String,
+    /// The control plane's id of the script.
+    pub script_id: i64,
+    /// The control plane's id of the version that ran.
+    pub version_id: u64,
+    /// What started the invocation.
+    pub trigger: Trigger,
+    /// The HTTP status sent to the caller.
+    pub status: u16,
+    /// The stable error code sent to the caller, when the request failed.
+    pub error_code: Option<String>,
+    /// When the request arrived, in milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
+    /// How long the invocation took in the executor (including any wait for
+    /// a free slot and any cold start), in microseconds; for a request
+    /// refused before the script ran, the time until it was refused.
+    pub duration_us: u64,
+    /// Fuel the script used.
+    pub fuel_used: u64,
+    /// The invocation's fuel budget.
+    pub fuel_limit: u64,
+    /// Size of the instance's memory after the invocation, in bytes.
+    pub memory_bytes: u64,
+    /// The instance's memory limit, in bytes.
+    pub memory_limit_bytes: u64,
+    /// Whether the script had to be compiled for this request.
+    pub cold_start: bool,
+    /// The script's `print` and `debug` lines, in order, up to
+    /// [`RecordConfig::max_output_bytes`].
+    pub output: Vec<(OutputLevel, String)>,
+    /// Whether lines were left out of `output` to respect the limit.
+    pub output_truncated: bool,
+    /// The full error for the script's author (message, line and column),
+    /// which the caller never sees.
+    pub error_message: Option<String>,
+}
+
+/// Where batches of records go; the binary implements it with its store.
+///
+/// A sink handles its own errors (logs them, retries or gives up): a batch
+/// handed to it is gone from the buffer. Writes are never concurrent: the
+/// next batch waits for the previous one.
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use picloud_orchestrator_core::{InvocationRecord, RecordSink};
+///
+/// struct LogSink;
+///
+/// impl RecordSink for LogSink {
+///     fn write_batch(&self, batch: Vec<InvocationRecord>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+///         Box::pin(async move { println!("{} records", batch.len()) })
+///     }
+/// }
+/// ```
+pub trait RecordSink: Send + Sync + 'static {
+    /// Writes one batch of records.
+    fn write_batch(
+        &self,
+        batch: Vec<InvocationRecord>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The bounded in-memory queue of records and the task that writes them.
+/// Cheap to clone; all clones share one queue.
+#[derive(Clone)]
+pub struct RecordBuffer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: RecordConfig,
+    sink: Arc<dyn RecordSink>,
+    pending: Mutex<VecDeque<InvocationRecord>>,
+    /// Woken when the first record arrives, when a batch is full, and on
+    /// shutdown.
+    wake: Notify,
+    /// Held while a batch is being written, so that batches are written one
+    /// at a time and [`RecordBuffer::flush`] waits for one in progress.
+    writing: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+    dropped: AtomicU64,
+    written: AtomicU64,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RecordBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordBuffer")
+            .field("pending", &self.pending())
+            .field("written", &self.written())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordBuffer {
+    /// An empty buffer writing to `sink`, with its flush task spawned on the
+    /// current Tokio runtime (so call it from inside one). Call
+    /// [`shutdown`](Self::shutdown) before the process exits, or records
+    /// still in memory are lost.
+    pub fn start(config: RecordConfig, sink: Arc<dyn RecordSink>) -> RecordBuffer {
+        let config = RecordConfig {
+            capacity: config.capacity.max(1),
+            batch_size: config.batch_size.max(1),
+            ..config
+        };
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(VecDeque::with_capacity(
+                config.batch_size.min(config.capacity),
+            )),
+            config,
+            sink,
+            wake: Notify::new(),
+            writing: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(flush_periodically(shared.clone()));
+        *shared.task.lock().unwrap() = Some(task);
+        RecordBuffer { shared }
+    }
+
+    /// The configuration the buffer runs with.
+    pub fn config(&self) -> &RecordConfig {
+        &self.shared.config
+    }
+
+    /// Queues a record; never waits for the sink. When the queue is full the
+    /// oldest record is dropped and counted in [`dropped`](Self::dropped).
+    pub fn push(&self, record: InvocationRecord) {
+        let shared = &self.shared;
+        let queued = {
+            let mut pending = shared.pending.lock().unwrap();
+            if pending.len() >= shared.config.capacity {
+                pending.pop_front();
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            pending.push_back(record);
+            pending.len()
+        };
+        if queued == 1 || queued >= shared.config.batch_size {
+            shared.wake.notify_one();
+        }
+    }
+
+    /// Writes every queued record now, in batches, and returns once the sink
+    /// has taken them (including a batch the flush task was writing).
+    pub async fn flush(&self) {
+        write_pending(&self.shared).await;
+    }
+
+    /// Stops the flush task and writes every queued record. Records pushed
+    /// afterwards stay queued until the next [`flush`](Self::flush).
+    /// Bound it with a timeout if the sink may hang.
+    pub async fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        let task = self.shared.task.lock().unwrap().take();
+        if let Some(task) = task
+            && let Err(error) = task.await
+            && error.is_panic()
+        {
+            tracing::error!("the invocation-record flush task panicked");
+        }
+        self.flush().await;
+    }
+
+    /// Records queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.shared.pending.lock().unwrap().len()
+    }
+
+    /// Records handed to the sink since the start.
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// Records dropped because the queue was full, since the start.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The flush task: waits without a timer while nothing is queued, then
+/// writes when a batch is full or the oldest record has waited the flush
+/// interval.
+async fn flush_periodically(shared: Arc<Shared>) {
+    loop {
+        while shared.pending.lock().unwrap().is_empty() {
+            if shared.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            shared.wake.notified().await;
+        }
+        let deadline = tokio::time::Instant::now() + shared.config.flush_interval();
+        loop {
+            if shared.closed.load(Ordering::SeqCst) {
+                // `shutdown` writes what is left.
+                return;
+            }
+            if shared.pending.lock().unwrap().len() >= shared.config.batch_size {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = shared.wake.notified() => {}
+            }
+        }
+        write_pending(&shared).await;
+    }
+}
+
+/// Writes everything queued, one batch at a time.
+async fn write_pending(shared: &Shared) {
+    let _writing = shared.writing.lock().await;
+    loop {
+        let batch: Vec<InvocationRecord> = {
+            let mut pending = shared.pending.lock().unwrap();
+            let take = pending.len().min(shared.config.batch_size);
+            pending.drain(..take).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len() as u64;
+        shared.sink.write_batch(batch).await;
+        shared.written.fetch_add(count, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,120 @@
+//! Serving a router over TCP with the connection-level limits: a header read
+//! timeout, bounded header sizes, and a graceful shutdown with a grace
+//! period.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::config::IngressConfig;
+
+/// How a [`serve`] call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOutcome {
+    /// Connections still open when shutdown began.
+    pub connections_at_shutdown: usize,
+    /// Connections closed by force because the grace period ran out.
+    pub connections_aborted: usize,
+}
+
+/// Serves `router` on `listener` over HTTP/1.1 until `shutdown_signal`
+/// completes, then shuts down gracefully.
+///
+/// - A client gets [`IngressConfig::header_read_timeout_ms`] to send each
+///   request's headers (also the idle timeout of keep-alive connections),
+///   at most [`IngressConfig::max_header_count`] headers, and a read buffer
+///   bounded by [`IngressConfig::max_header_bytes`]; hyper answers `431` past
+///   those before the router sees anything.
+/// - On shutdown it stops accepting at once, lets requests in flight finish,
+///   closes idle keep-alive connections, and after
+///   [`IngressConfig::shutdown_grace_ms`] closes whatever is left.
+///
+/// HTTP/2 and TLS are left to the reverse proxy in front (see `caddy/`).
+/// The caller flushes the [`RecordBuffer`](crate::RecordBuffer) after this
+/// returns.
+pub async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    config: &IngressConfig,
+    shutdown_signal: F,
+) -> ServeOutcome
+where
+    F: Future<Output = ()> + Send,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout())
+        .max_header_size(config.max_header_bytes)
+        // hyper's read buffer must hold a whole header block; its minimum is 8 KiB.
+        .max_buf_size(config.max_header_bytes.max(8 * 1024));
+    if config.max_header_count != 100 {
+        // hyper keeps 100 header slots on the stack; any other number costs
+        // a heap allocation per request, so only ask for it when needed.
+        http.max_headers(config.max_header_count);
+    }
+
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut shutdown_signal = std::pin::pin!(shutdown_signal);
+    loop {
+        tokio::select! {
+            // Checked first: once shutdown is asked for, nothing more is accepted.
+            biased;
+            () = &mut shutdown_signal => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: waiting lets
+                        // running requests finish and free some.
+                        tracing::warn!(%error, "cannot accept a connection; retrying in 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+                }
+                let service = TowerToHyperService::new(router.clone());
+                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                connections.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, %error, "connection closed with an error");
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+
+    let connections_at_shutdown = connections.len();
+    tracing::info!(
+        connections = connections_at_shutdown,
+        "stopped accepting connections; letting requests in flight finish"
+    );
+    let mut connections_aborted = 0;
+    if tokio::time::timeout(config.shutdown_grace(), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        connections_aborted = connections.len();
+        tracing::warn!(
+            connections = connections_aborted,
+            grace_ms = config.shutdown_grace_ms,
+            "the grace period ran out; closing the remaining connections"
+        );
+        connections.abort_all();
+    }
+    while connections.join_next().await.is_some() {}
+    ServeOutcome {
+        connections_at_shutdown,
+        connections_aborted,
+    }
+}
