@@ -49,10 +49,10 @@ fn main() {
         command.env_remove(variable);
     }
     for (key, _) in std::env::vars_os() {
-        if let Some(key) = key.to_str() {
-            if key.starts_with("CARGO_PROFILE_") || key.starts_with("CARGO_FEATURE_") {
-                command.env_remove(key);
-            }
+        if let Some(key) = key.to_str()
+            && (key.starts_with("CARGO_PROFILE_") || key.starts_with("CARGO_FEATURE_"))
+        {
+            command.env_remove(key);
         }
     }
     let status = command

@@ -91,6 +91,51 @@ fn with_guest<R>(f: impl FnOnce(&mut Guest) -> R) -> R {
     })
 }
 
+/// Size of the scratch input buffer: requests up to this size are written
+/// there by the host, saving a call to `picloud_alloc` per request.
+const SCRATCH_SIZE: usize = 64 * 1024;
+
+struct Scratch(std::cell::UnsafeCell<[u8; SCRATCH_SIZE]>);
+
+// SAFETY: the guest is single-threaded; the buffer is only read during a
+// call into the guest and only written by the host between calls.
+unsafe impl Sync for Scratch {}
+
+static SCRATCH: Scratch = Scratch(std::cell::UnsafeCell::new([0; SCRATCH_SIZE]));
+
+fn scratch_ptr() -> *mut u8 {
+    SCRATCH.0.get() as *mut u8
+}
+
+/// An input buffer: either the scratch buffer or one from `picloud_alloc`.
+enum Input {
+    Scratch(usize),
+    Owned(Box<[u8]>),
+}
+
+impl Input {
+    /// # Safety
+    /// `ptr`/`len` must be the scratch buffer (with `len <= SCRATCH_SIZE`) or
+    /// come from one `picloud_alloc(len)` call, not yet taken.
+    unsafe fn take(ptr: *mut u8, len: usize) -> Input {
+        if ptr == scratch_ptr() && len <= SCRATCH_SIZE {
+            Input::Scratch(len)
+        } else {
+            // SAFETY: forwarded from this function's contract.
+            Input::Owned(unsafe { take_input(ptr, len) })
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: the host wrote `len` bytes before this call and does not
+            // touch the buffer until the call returns.
+            Input::Scratch(len) => unsafe { std::slice::from_raw_parts(scratch_ptr(), *len) },
+            Input::Owned(bytes) => bytes,
+        }
+    }
+}
+
 /// Takes ownership of an input buffer allocated by [`picloud_alloc`].
 ///
 /// # Safety
@@ -119,6 +164,11 @@ pub extern "C" fn picloud_abi_version() -> i32 {
 }
 
 #[unsafe(no_mangle)]
+pub extern "C" fn picloud_scratch() -> i64 {
+    abi::pack(scratch_ptr() as u32, SCRATCH_SIZE as u32)
+}
+
+#[unsafe(no_mangle)]
 pub extern "C" fn picloud_init() {
     with_guest(|_| ());
 }
@@ -129,13 +179,13 @@ pub extern "C" fn picloud_alloc(len: usize) -> *mut u8 {
 }
 
 /// # Safety
-/// `ptr`/`len` must describe a buffer from [`picloud_alloc`].
+/// `ptr`/`len` must describe the scratch buffer or a buffer from [`picloud_alloc`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn picloud_load(ptr: *mut u8, len: usize) -> i64 {
     // SAFETY: forwarded from this function's contract.
-    let input = unsafe { take_input(ptr, len) };
+    let input = unsafe { Input::take(ptr, len) };
     with_guest(|guest| {
-        let outcome = match decode::<LoadRequest>(&input) {
+        let outcome = match decode::<LoadRequest>(input.bytes()) {
             Err(error) => LoadOutcome::CompileError {
                 message: format!("malformed load request from host: {error}"),
                 position: None,
@@ -160,16 +210,16 @@ pub unsafe extern "C" fn picloud_load(ptr: *mut u8, len: usize) -> i64 {
 }
 
 /// # Safety
-/// `ptr`/`len` must describe a buffer from [`picloud_alloc`].
+/// `ptr`/`len` must describe the scratch buffer or a buffer from [`picloud_alloc`].
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
     // SAFETY: forwarded from this function's contract.
-    let input = unsafe { take_input(ptr, len) };
+    let input = unsafe { Input::take(ptr, len) };
     with_guest(|guest| {
         // Release the previous response before building the next one, so an
         // instance never holds two large bodies at once.
         guest.output = Vec::new();
-        let outcome = match decode::<Request>(&input) {
+        let outcome = match decode::<Request>(input.bytes()) {
             Err(error) => HandleOutcome::Error(ScriptError {
                 kind: ScriptErrorKind::Runtime,
                 message: format!("malformed request from host: {error}"),

@@ -1,6 +1,7 @@
 //! All of the wasmtime engine's configuration, in one place, and the epoch
 //! ticker that enforces deadlines.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -59,7 +60,9 @@ fn pooling_config(config: &ExecutorConfig) -> PoolingAllocationConfig {
         .total_core_instances(slots)
         .total_memories(slots)
         .total_tables(slots)
-        .total_stacks(config.pool.max_concurrent_invocations + 4)
+        // A store keeps its async fiber stack for reuse, so a warm instance
+        // holds one stack slot: size the stacks like the instances.
+        .total_stacks(slots)
         .total_component_instances(0)
         .total_gc_heaps(0)
         .max_memory_size(config.engine.memory_reservation_bytes as usize)
@@ -115,44 +118,64 @@ pub(crate) fn build(config: &ExecutorConfig) -> Result<(Engine, Allocation), Sta
     Ok((engine, Allocation::OnDemand))
 }
 
-/// Advances the engine's epoch while, and only while, invocations run.
+/// Advances the engine's epoch while invocations run.
 ///
-/// PiCloud promises no CPU use at rest: when no invocation is active the
-/// ticker thread blocks on a condition variable and wakes for nothing.
+/// PiCloud promises no CPU use at rest: once no invocation has been active
+/// for [`LINGER_TICKS`] ticks, the ticker thread parks on a condition variable
+/// and wakes for nothing. The active count is an atomic so that, under steady
+/// traffic, entering and leaving an invocation costs no lock and no syscall.
 pub(crate) struct EpochTicker {
     shared: Arc<TickerShared>,
     tick: Duration,
 }
 
-struct TickerShared {
-    state: Mutex<TickerState>,
-    wake: Condvar,
-}
+/// Ticks the ticker keeps running after the last invocation ends, so that
+/// back-to-back requests do not park and wake the thread every time.
+const LINGER_TICKS: u32 = 100;
 
-struct TickerState {
-    active: usize,
-    shutdown: bool,
+struct TickerShared {
+    active: AtomicUsize,
+    parked: AtomicBool,
+    shutdown: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
 }
 
 impl EpochTicker {
     pub fn start(engine: Engine, tick: Duration) -> EpochTicker {
         let shared = Arc::new(TickerShared {
-            state: Mutex::new(TickerState { active: 0, shutdown: false }),
+            active: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            lock: Mutex::new(()),
             wake: Condvar::new(),
         });
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("picloud-epoch".into())
             .spawn(move || {
+                let shared = thread_shared;
+                let mut idle_ticks = LINGER_TICKS;
                 loop {
-                    {
-                        let mut state = thread_shared.state.lock().unwrap();
-                        while state.active == 0 && !state.shutdown {
-                            state = thread_shared.wake.wait(state).unwrap();
+                    if shared.shutdown.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if shared.active.load(Ordering::SeqCst) > 0 {
+                        idle_ticks = 0;
+                    } else if idle_ticks >= LINGER_TICKS {
+                        let mut guard = shared.lock.lock().unwrap();
+                        shared.parked.store(true, Ordering::SeqCst);
+                        // Re-check under the lock: `enter` takes it before
+                        // notifying, so a wake-up cannot be lost.
+                        while shared.active.load(Ordering::SeqCst) == 0 && !shared.shutdown.load(Ordering::SeqCst) {
+                            guard = shared.wake.wait(guard).unwrap();
                         }
-                        if state.shutdown {
-                            return;
-                        }
+                        shared.parked.store(false, Ordering::SeqCst);
+                        drop(guard);
+                        idle_ticks = 0;
+                        continue;
+                    } else {
+                        idle_ticks += 1;
                     }
                     std::thread::sleep(tick);
                     engine.increment_epoch();
@@ -171,18 +194,24 @@ impl EpochTicker {
 
     /// Marks an invocation as running until the guard is dropped.
     pub fn enter(&self) -> ActiveInvocation {
-        let mut state = self.shared.state.lock().unwrap();
-        state.active += 1;
-        if state.active == 1 {
+        self.shared.active.fetch_add(1, Ordering::SeqCst);
+        if self.shared.parked.load(Ordering::SeqCst) {
+            let _guard = self.shared.lock.lock().unwrap();
             self.shared.wake.notify_one();
         }
         ActiveInvocation { shared: self.shared.clone() }
+    }
+
+    /// Whether the ticker thread is parked (used by tests of idle behaviour).
+    pub fn is_parked(&self) -> bool {
+        self.shared.parked.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap().shutdown = true;
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        let _guard = self.shared.lock.lock().unwrap();
         self.shared.wake.notify_one();
     }
 }
@@ -194,6 +223,6 @@ pub(crate) struct ActiveInvocation {
 
 impl Drop for ActiveInvocation {
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap().active -= 1;
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
     }
 }

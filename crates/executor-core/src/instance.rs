@@ -37,6 +37,8 @@ pub(crate) struct WarmInstance {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     handle: TypedFunc<(i32, i32), i64>,
+    /// The guest's scratch input buffer (pointer, capacity).
+    scratch: (u32, u32),
     /// Set once the instance trapped or hit a host-enforced limit: its state
     /// can no longer be trusted and it must not serve again.
     pub poisoned: bool,
@@ -85,11 +87,19 @@ impl WarmInstance {
             .get_typed_func::<(i32, i32), i64>(&mut store, abi::EXPORT_HANDLE)
             .map_err(|_| typed(abi::EXPORT_HANDLE))?;
 
+        let scratch_export = instance
+            .get_typed_func::<(), i64>(&mut store, abi::EXPORT_SCRATCH)
+            .map_err(|_| typed(abi::EXPORT_SCRATCH))?;
+        let scratch = match scratch_export.call_async(&mut store, ()).await {
+            Ok(packed) => abi::unpack(packed),
+            Err(error) => return Err(trap(format!("the guest's scratch buffer is unavailable: {error}"))),
+        };
         let mut warm = WarmInstance {
             store,
             memory,
             alloc,
             handle,
+            scratch,
             poisoned: false,
             last_used: Instant::now(),
         };
@@ -185,7 +195,12 @@ impl WarmInstance {
     /// copies the packed output slice back out.
     async fn call(&mut self, function: TypedFunc<(i32, i32), i64>, input: &[u8]) -> wasmtime::Result<Vec<u8>> {
         let len = i32::try_from(input.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
-        let ptr = self.alloc.call_async(&mut self.store, len).await?;
+        let (scratch_ptr, scratch_capacity) = self.scratch;
+        let ptr = if input.len() <= scratch_capacity as usize {
+            scratch_ptr as i32
+        } else {
+            self.alloc.call_async(&mut self.store, len).await?
+        };
         self.memory
             .write(&mut self.store, ptr as u32 as usize, input)
             .map_err(|_| wasmtime::format_err!("the guest returned an input buffer outside its memory"))?;

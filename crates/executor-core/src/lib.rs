@@ -230,6 +230,12 @@ impl Executor {
         guest::cache_file(self.inner.instance_pre.module().engine(), &self.inner.config.cache_dir)
     }
 
+    /// Whether the epoch ticker thread is parked: true shortly after the last
+    /// invocation ends, when the executor uses no CPU.
+    pub fn is_idle(&self) -> bool {
+        self.inner.ticker.is_parked()
+    }
+
     /// The configuration the executor runs with.
     pub fn config(&self) -> &ExecutorConfig {
         &self.inner.config

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`EXPORT_ABI_VERSION`] | `() -> i32` | returns [`ABI_VERSION`] |
 //! | [`EXPORT_INIT`] | `() -> ()` | builds the Rhai engine; run once by the host's pre-initialiser (Wizer) and removed from the snapshot |
+//! | [`EXPORT_SCRATCH`] | `() -> i64` | packed slice of the guest's scratch input buffer; the host writes inputs that fit there instead of calling `alloc` |
 //! | [`EXPORT_ALLOC`] | `(len: i32) -> i32` | reserves an input buffer of `len` bytes that the host then fills |
 //! | [`EXPORT_LOAD`] | `(ptr: i32, len: i32) -> i64` | input: a [`LoadRequest`](crate::LoadRequest); output (packed slice): a [`LoadOutcome`](crate::LoadOutcome) |
 //! | [`EXPORT_HANDLE`] | `(ptr: i32, len: i32) -> i64` | input: a [`Request`](crate::Request); output (packed slice): a [`HandleOutcome`](crate::HandleOutcome) |
@@ -33,6 +34,8 @@ pub const ABI_VERSION: i32 = 1;
 pub const EXPORT_ABI_VERSION: &str = "picloud_abi_version";
 /// Export: `() -> ()`, the pre-initialisation entry point.
 pub const EXPORT_INIT: &str = "picloud_init";
+/// Export: `() -> i64`, the scratch input buffer (packed pointer and capacity).
+pub const EXPORT_SCRATCH: &str = "picloud_scratch";
 /// Export: `(len: i32) -> i32`, allocate an input buffer.
 pub const EXPORT_ALLOC: &str = "picloud_alloc";
 /// Export: `(ptr: i32, len: i32) -> i64`, load (compile) a script.

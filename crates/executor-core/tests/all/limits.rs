@@ -61,3 +61,33 @@ async fn output_is_kept_with_its_level_and_reported_on_errors_too() {
         other => panic!("expected a runtime error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_epoch_ticker_parks_when_nothing_runs() {
+    // A private executor: the shared one is kept busy by other tests.
+    let directory = crate::test_cache_dir();
+    let executor = picloud_executor_core::Executor::new(picloud_executor_core::ExecutorConfig {
+        cache_dir: directory,
+        pool: picloud_executor_core::PoolConfig {
+            max_concurrent_invocations: 2,
+            max_warm_instances: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(body(&executor.invoke(&script("1 + 1"), get("/")).await), "2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !executor.is_idle() {
+        assert!(std::time::Instant::now() < deadline, "the ticker never parked");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // And it wakes up again for the next invocation, deadlines still work.
+    let spin = script("loop {}").with_limits(InvocationLimits {
+        fuel: u64::MAX / 4,
+        deadline_ms: 100,
+        ..InvocationLimits::default()
+    });
+    let invocation = executor.invoke(&spin, get("/")).await;
+    assert!(matches!(invocation.result, Err(InvokeError::DeadlineExceeded { .. })));
+}
