@@ -1,0 +1,268 @@
+//! `picloud serve`: the manager, the orchestrator and the executor in one
+//! process, on one listener.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use picloud_executor_core::{Allocation, Executor, GuestOrigin};
+use picloud_manager_core::api::{ApiConfig, ApiState, api_router};
+use picloud_manager_core::{InstanceRole, NewUser, Store, auth};
+use picloud_orchestrator_core::{IngressState, RecordBuffer, RouteTable, ingress_router, serve};
+use serde_json::json;
+
+use crate::config::{Config, redact_database_url};
+use crate::wiring::{ExecutorCompiler, LogRecordSink, RouteTablePublisher, snapshot};
+
+/// The environment variable holding the first owner's password.
+pub const OWNER_PASSWORD_ENV: &str = "PICLOUD_OWNER_PASSWORD";
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let database_url = config.database_url();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %config.listen,
+        database = %redact_database_url(&database_url),
+        data_dir = %config.data_dir.display(),
+        "starting PiCloud"
+    );
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+
+    let store = Store::connect(&database_url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            redact_database_url(&database_url)
+        )
+    })?;
+    store
+        .migrate()
+        .await
+        .context("cannot bring the database schema up to date")?;
+    tracing::info!(
+        schema_version = store.binary_schema_version(),
+        "database ready"
+    );
+    create_owner_if_empty(&store, &config).await?;
+
+    let executor_config = config.executor.clone();
+    let executor = tokio::task::spawn_blocking(move || Executor::new(executor_config))
+        .await
+        .context("the executor's start-up task failed")?
+        .context("cannot start the executor")?;
+    log_executor(&executor);
+
+    let routes = Arc::new(RouteTable::new(executor.clone()));
+    let active_scripts = store
+        .active_scripts()
+        .await
+        .context("cannot load the active scripts")?;
+    let domains = store
+        .all_domains()
+        .await
+        .context("cannot load the domains")?;
+    tracing::info!(
+        scripts = active_scripts.len(),
+        domains = domains.len(),
+        "routing table loaded"
+    );
+    routes.replace_all(snapshot(
+        &active_scripts,
+        domains,
+        executor.config().default_limits,
+    ));
+
+    let records = RecordBuffer::start(config.ingress.records.clone(), Arc::new(LogRecordSink));
+    let ingress = IngressState::new(
+        executor.clone(),
+        routes.clone(),
+        records.clone(),
+        config.ingress.clone(),
+    );
+    let api = ApiState::new(
+        store.clone(),
+        Arc::new(ExecutorCompiler {
+            executor: executor.clone(),
+        }),
+        Arc::new(RouteTablePublisher {
+            routes: routes.clone(),
+            executor: executor.clone(),
+        }),
+        ApiConfig {
+            secure_cookies: config.secure_cookies(),
+            session_lifetime: Duration::from_secs(config.api.session_lifetime_secs),
+            max_request_bytes: config.api.max_request_bytes,
+        },
+    );
+    let router = api_router(api)
+        .merge(health_router(store.clone()))
+        .merge(ingress_router(ingress));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_address = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!(
+        listen = %local_address,
+        url = %format!("http://{local_address}"),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "PiCloud is listening"
+    );
+
+    let outcome = serve(listener, router, &config.ingress, shutdown_signal()).await;
+    tracing::info!(
+        connections_at_shutdown = outcome.connections_at_shutdown,
+        connections_aborted = outcome.connections_aborted,
+        "stopped accepting; flushing invocation records"
+    );
+    records.shutdown().await;
+    store.close().await;
+    tracing::info!("PiCloud stopped");
+    Ok(())
+}
+
+/// Creates the owner account on an empty database. The password comes from
+/// `PICLOUD_OWNER_PASSWORD`, or is generated and printed once.
+async fn create_owner_if_empty(store: &Store, config: &Config) -> anyhow::Result<()> {
+    if !store
+        .is_empty()
+        .await
+        .context("cannot read the users table")?
+    {
+        return Ok(());
+    }
+    let from_environment = std::env::var(OWNER_PASSWORD_ENV)
+        .ok()
+        .filter(|password| !password.is_empty());
+    let generated = from_environment.is_none();
+    let password = from_environment.unwrap_or_else(|| {
+        // A readable random password: the token generator's alphabet is URL-safe.
+        auth::generate_token("pc").trim_start_matches("pc_")[..24].to_owned()
+    });
+    let hash_input = password.clone();
+    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&hash_input))
+        .await
+        .context("the password hashing task failed")?
+        .context("cannot hash the owner's password")?;
+    let owner = store
+        .create_user(&NewUser {
+            username: config.owner.username.clone(),
+            email: config.owner.email.clone(),
+            password_hash,
+            instance_role: InstanceRole::Owner,
+        })
+        .await
+        .context("cannot create the owner account")?;
+    tracing::info!(username = %owner.username, "created the owner account on an empty database");
+    if generated {
+        eprintln!();
+        eprintln!("================================================================");
+        eprintln!(" PiCloud created the owner account. This password is shown ONCE:");
+        eprintln!();
+        eprintln!("   username: {}", owner.username);
+        eprintln!("   password: {password}");
+        eprintln!();
+        eprintln!(
+            " Log in with:  picloud login --server http://{}",
+            config.listen
+        );
+        eprintln!(" (set {OWNER_PASSWORD_ENV} before the first start to choose it)");
+        eprintln!("================================================================");
+        eprintln!();
+    }
+    Ok(())
+}
+
+fn log_executor(executor: &Executor) {
+    let pool = &executor.config().pool;
+    let allocation = match executor.allocation() {
+        Allocation::Pooling { slots } => format!("pooling ({slots} instance slots)"),
+        Allocation::OnDemand => "on-demand".to_owned(),
+    };
+    let guest_cache = match executor.guest_origin() {
+        GuestOrigin::Cache => "hit",
+        GuestOrigin::Compiled => "miss (compiled now and cached)",
+    };
+    tracing::info!(
+        allocation = %allocation,
+        max_concurrent_invocations = pool.max_concurrent_invocations,
+        max_warm_instances = pool.max_warm_instances,
+        max_warm_per_script = pool.max_warm_per_script,
+        guest_cache,
+        guest_cache_file = %executor.guest_cache_file().display(),
+        "executor ready"
+    );
+}
+
+/// `/healthz` (the process is alive) and `/readyz` (the database answers
+/// and its schema is current).
+fn health_router(store: Store) -> axum::Router {
+    async fn healthz() -> impl IntoResponse {
+        Json(json!({ "status": "ok" }))
+    }
+    async fn readyz(State(store): State<Store>) -> impl IntoResponse {
+        match store.pending_migrations().await {
+            Ok(0) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+            Ok(pending) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(
+                    json!({ "error": { "code": "not_ready", "message": format!("{pending} database migrations are pending") } }),
+                ),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "readiness check failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(
+                        json!({ "error": { "code": "not_ready", "message": "the database does not answer" } }),
+                    ),
+                )
+            }
+        }
+    }
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(store)
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received: shutting down"),
+        () = terminate => tracing::info!("SIGTERM received: shutting down"),
+    }
+}

@@ -1,0 +1,148 @@
+//! The glue between the manager's API and the in-process orchestrator and
+//! executor: the two hooks the API calls, and the invocation-record sink.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use picloud_executor_core::{Executor, InvocationLimits, InvokeError, ScriptVersion};
+use picloud_manager_core::api::{BoxFuture, CheckError, RoutePublisher, ScriptCompiler};
+use picloud_manager_core::{ActiveScript, DomainRoute};
+use picloud_orchestrator_core::{InvocationRecord, RecordSink, RouteTable, RoutesSnapshot};
+
+/// Compiles deployed scripts in the in-process sandbox.
+pub struct ExecutorCompiler {
+    /// The executor.
+    pub executor: Executor,
+}
+
+impl ScriptCompiler for ExecutorCompiler {
+    fn check<'a>(&'a self, source: &'a str) -> BoxFuture<'a, Result<(), CheckError>> {
+        Box::pin(async move {
+            let limits = self.executor.config().default_limits;
+            match self.executor.check(source, &limits).await {
+                Ok(()) => Ok(()),
+                Err(InvokeError::Compile(error)) => Err(CheckError::Compile {
+                    message: error.message,
+                    line: error.position.map(|position| position.line),
+                    column: error
+                        .position
+                        .map(|position| position.column)
+                        .filter(|column| *column > 0),
+                }),
+                Err(error @ InvokeError::PoolExhausted { .. }) => Err(CheckError::Unavailable {
+                    message: format!("the sandbox is busy, retry: {error}"),
+                }),
+                // Anything else means compiling itself blew a limit (an
+                // enormous script): the author gets the reason, without a line.
+                Err(error) => Err(CheckError::Compile {
+                    message: error.to_string(),
+                    line: error.position().map(|position| position.line),
+                    column: error.position().map(|position| position.column),
+                }),
+            }
+        })
+    }
+}
+
+/// Turns a store record into what the routing table serves.
+pub fn to_route(
+    script: &ActiveScript,
+    limits: InvocationLimits,
+) -> picloud_orchestrator_core::ActiveScript {
+    let label = format!(
+        "{}/{}@{}",
+        script.app_slug, script.script_name, script.number
+    );
+    picloud_orchestrator_core::ActiveScript {
+        app_id: script.app_id.0,
+        app_slug: script.app_slug.clone(),
+        script_name: script.script_name.clone(),
+        script_id: script.script_id.0,
+        version: ScriptVersion::new(script.version_id.0 as u64, &label, &script.source)
+            .with_limits(limits),
+    }
+}
+
+/// The full routing table from the store's records, for start-up.
+pub fn snapshot(
+    scripts: &[ActiveScript],
+    domains: Vec<DomainRoute>,
+    limits: InvocationLimits,
+) -> RoutesSnapshot {
+    RoutesSnapshot {
+        scripts: scripts
+            .iter()
+            .map(|script| to_route(script, limits))
+            .collect(),
+        domains: domains
+            .into_iter()
+            .map(|domain| (domain.host, domain.app_slug))
+            .collect(),
+    }
+}
+
+/// Publishes the API's changes to the in-process routing table, and warms an
+/// instance of each newly active version so its first request is not a
+/// cold start.
+pub struct RouteTablePublisher {
+    /// The table the ingress reads.
+    pub routes: Arc<RouteTable>,
+    /// The executor, to warm new versions.
+    pub executor: Executor,
+}
+
+impl RoutePublisher for RouteTablePublisher {
+    fn script_activated(&self, script: &ActiveScript) {
+        let route = to_route(script, self.executor.config().default_limits);
+        let version = route.version.clone();
+        self.routes.set_active(route);
+        let executor = self.executor.clone();
+        tokio::spawn(async move {
+            if let Err(error) = executor.prepare(&version).await {
+                tracing::warn!(script = %version.label, %error, "cannot warm the new version");
+            }
+        });
+    }
+
+    fn script_removed(&self, app_slug: &str, script_name: &str) {
+        self.routes.remove_script(app_slug, script_name);
+    }
+
+    fn app_removed(&self, app_slug: &str) {
+        self.routes.remove_app(app_slug);
+    }
+
+    fn domains_changed(&self, app_slug: &str, hosts: &[String]) {
+        self.routes.set_domains(app_slug, hosts);
+    }
+}
+
+/// Writes invocation records to the log (target `picloud::invocation`), one
+/// event per record. A store table for them comes with the logs view.
+pub struct LogRecordSink;
+
+impl RecordSink for LogRecordSink {
+    fn write_batch(
+        &self,
+        batch: Vec<InvocationRecord>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            for record in batch {
+                tracing::info!(
+                    target: "picloud::invocation",
+                    request_id = %record.request_id,
+                    app = %record.app_slug,
+                    script = %record.script_name,
+                    version_id = record.version_id,
+                    status = record.status,
+                    error = record.error_code.as_deref().unwrap_or(""),
+                    duration_us = record.duration_us,
+                    fuel_used = record.fuel_used,
+                    cold_start = record.cold_start,
+                    "invocation"
+                );
+            }
+        })
+    }
+}
