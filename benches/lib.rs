@@ -1,1 +1,95 @@
-//! PiCloud's benchmarks; see docs/benchmarks.md.
+//! Shared pieces of PiCloud's benchmarks: the benchmark scripts and the
+//! native Rhai reference they are compared with. See `docs/benchmarks.md`.
+
+use picloud_executor_core::{Request, RhaiLimits};
+use rhai::{Dynamic, Engine, Map, Scope};
+
+/// The scripts every executor benchmark runs, by name.
+pub const SCRIPTS: &[(&str, &str)] = &[
+    ("hello", r#""Hello, world!""#),
+    (
+        "json_transform",
+        r#"
+        let order = #{ id: 42, items: [#{ sku: "a", qty: 2, price: 3.5 }, #{ sku: "b", qty: 1, price: 10.0 }], customer: #{ name: "Pi" } };
+        let total = 0.0;
+        for item in order.items { total += item.qty * item.price; }
+        #{ id: order.id, customer: order.customer.name, total: total, count: order.items.len() }
+        "#,
+    ),
+    ("loop_10k", "let sum = 0;\nfor i in 0..10000 { sum += i; }\nsum"),
+    ("fib_20", "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }\nfib(20)"),
+];
+
+/// A typical small GET request.
+pub fn sample_request() -> Request {
+    Request {
+        method: "GET".into(),
+        path: "/bench/script".into(),
+        subpath: String::new(),
+        query: vec![("name".into(), "pi".into())],
+        headers: vec![("user-agent".into(), "bench".into()), ("accept".into(), "*/*".into())],
+        body: Vec::new(),
+        request_id: "bench".into(),
+    }
+}
+
+/// Native Rhai doing the same work per request as the guest: build the
+/// `request` constant in a fresh scope, evaluate the compiled script, and
+/// render the result (text or JSON).
+pub struct NativeReference {
+    engine: Engine,
+    ast: rhai::AST,
+}
+
+impl NativeReference {
+    /// Compiles `source` with the guest's default limits.
+    pub fn new(source: &str) -> NativeReference {
+        let limits = RhaiLimits::default();
+        let mut engine = Engine::new();
+        engine
+            .set_max_call_levels(limits.max_call_levels as usize)
+            .set_max_expr_depths(limits.max_expr_depth as usize, limits.max_function_expr_depth as usize)
+            .set_max_string_size(limits.max_string_size as usize)
+            .set_max_array_size(limits.max_array_size as usize)
+            .set_max_map_size(limits.max_map_size as usize)
+            .set_max_variables(limits.max_variables as usize)
+            .set_max_functions(limits.max_functions as usize);
+        let ast = engine.compile(source).expect("benchmark scripts compile");
+        NativeReference { engine, ast }
+    }
+
+    /// Handles one request; returns the body bytes.
+    pub fn handle(&self, request: &Request) -> Vec<u8> {
+        let mut query = Map::new();
+        for (name, value) in &request.query {
+            query.insert(name.into(), value.clone().into());
+        }
+        let mut headers = Map::new();
+        for (name, value) in &request.headers {
+            headers.insert(name.into(), value.clone().into());
+        }
+        let mut map = Map::new();
+        map.insert("method".into(), request.method.clone().into());
+        map.insert("path".into(), request.path.clone().into());
+        map.insert("subpath".into(), request.subpath.clone().into());
+        map.insert("query".into(), query.into());
+        map.insert("headers".into(), headers.into());
+        map.insert("body".into(), String::from_utf8_lossy(&request.body).into_owned().into());
+        map.insert("id".into(), request.request_id.clone().into());
+        let mut scope = Scope::new();
+        scope.push_constant("request", Dynamic::from_map(map));
+        let value: Dynamic = self.engine.eval_ast_with_scope(&mut scope, &self.ast).expect("benchmark scripts run");
+        if value.is_string() {
+            value.into_string().unwrap().into_bytes()
+        } else {
+            serde_json::to_vec(&value).unwrap()
+        }
+    }
+}
+
+/// Resident set size of this process in bytes (Linux, from /proc).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|field| field.parse().ok()).unwrap_or(0);
+    pages * 4096
+}

@@ -8,6 +8,11 @@ use std::time::Duration;
 use picloud_shared::RhaiLimits;
 use serde::{Deserialize, Serialize};
 
+/// Whether the default memory layout may assume a large (47-bit or more)
+/// virtual address space. x86-64 Linux always has one; arm64 kernels are
+/// often built with 39 bits (512 GiB), so they get the compact layout.
+const LARGE_ADDRESS_SPACE: bool = cfg!(target_arch = "x86_64");
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
@@ -145,10 +150,13 @@ pub struct EngineConfig {
     pub allocation: AllocationStrategy,
     /// Virtual address space reserved for each linear memory, in bytes. A
     /// memory can never grow past it, so it must be at least the largest
-    /// memory limit. Default 64 MiB; see `docs/executor.md` for the
-    /// arithmetic on 39-bit Raspberry Pi kernels.
+    /// memory limit. Default 4 GiB on x86-64 (no bounds checks in the
+    /// generated code, about 20% faster scripts) and 64 MiB elsewhere, so the
+    /// pool fits the 39-bit address space of Raspberry Pi kernels; see
+    /// `docs/executor.md` for the arithmetic.
     pub memory_reservation_bytes: u64,
-    /// Guard region after each linear memory, in bytes. Default 64 KiB.
+    /// Guard region after each linear memory, in bytes. Default 32 MiB with
+    /// a 4 GiB reservation, 64 KiB otherwise.
     pub memory_guard_bytes: u64,
     /// Maximum WebAssembly stack per invocation, in bytes. Default 512 KiB.
     pub max_wasm_stack_bytes: u64,
@@ -164,8 +172,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             allocation: AllocationStrategy::Auto,
-            memory_reservation_bytes: 64 * MIB,
-            memory_guard_bytes: 64 * KIB,
+            memory_reservation_bytes: if LARGE_ADDRESS_SPACE { 4 << 30 } else { 64 * MIB },
+            memory_guard_bytes: if LARGE_ADDRESS_SPACE { 32 * MIB } else { 64 * KIB },
             max_wasm_stack_bytes: 512 * KIB,
             epoch_tick_ms: 5,
             fuel_yield_interval: 1_000_000,
@@ -186,8 +194,8 @@ pub struct ExecutorConfig {
     /// Limits for scripts that set none of their own.
     pub default_limits: InvocationLimits,
     /// The most any app or script may ask for; overrides are clamped to it.
-    /// Defaults: the default limits, with fuel ×10, deadline 30 s and the
-    /// memory limit equal to the memory reservation.
+    /// Defaults: the default limits, with fuel ×10, deadline 30 s, 64 MiB of
+    /// memory and 1 MiB of output.
     pub max_limits: InvocationLimits,
 }
 
@@ -200,7 +208,7 @@ impl Default for ExecutorConfig {
             max_limits: InvocationLimits {
                 fuel: default_limits.fuel * 10,
                 deadline_ms: 30_000,
-                memory_bytes: engine.memory_reservation_bytes,
+                memory_bytes: 64 * MIB,
                 output_bytes: 1 * MIB,
                 rhai: RhaiLimits { max_operations: 0, ..default_limits.rhai },
             },

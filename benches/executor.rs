@@ -1,0 +1,91 @@
+//! Executor benchmarks: warm invocations against native Rhai, cold starts of
+//! new script versions, and engine start with and without the guest cache.
+//! Run with `cargo bench -p picloud-benches --bench executor`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use picloud_benches::{NativeReference, SCRIPTS, sample_request};
+use picloud_executor_core::{Executor, ExecutorConfig, ScriptVersion};
+
+fn bench_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache")
+}
+
+fn executor() -> Executor {
+    Executor::new(ExecutorConfig { cache_dir: bench_dir(), ..ExecutorConfig::default() }).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Warm invocation (checkout, call, return) against native Rhai doing the
+/// same work, with production limits on (fuel, deadline, memory).
+fn warm(c: &mut Criterion) {
+    let executor = executor();
+    let runtime = runtime();
+    let request = sample_request();
+    let mut group = c.benchmark_group("warm");
+    for (index, (name, source)) in SCRIPTS.iter().enumerate() {
+        let version = ScriptVersion::new(index as u64 + 1, name, source);
+        let first = runtime.block_on(executor.invoke(&version, request.clone()));
+        let guest_body = first.result.expect("benchmark script runs").body;
+        let native = NativeReference::new(source);
+        assert_eq!(native.handle(&request), guest_body, "{name}: guest and native disagree");
+        group.bench_function(format!("{name}/guest"), |b| {
+            b.iter(|| runtime.block_on(executor.invoke(&version, request.clone())))
+        });
+        group.bench_function(format!("{name}/native"), |b| b.iter(|| native.handle(&request)));
+    }
+    group.finish();
+}
+
+/// Cold start of a new script version: a fresh instance from the pool, the
+/// script compiled into it, one request answered.
+fn cold(c: &mut Criterion) {
+    let executor = executor();
+    let runtime = runtime();
+    let request = sample_request();
+    let next_version = AtomicU64::new(1_000_000);
+    c.bench_function("cold_start/hello", |b| {
+        b.iter(|| {
+            let id = next_version.fetch_add(1, Ordering::Relaxed);
+            let version = ScriptVersion::new(id, "cold", SCRIPTS[0].1);
+            let invocation = runtime.block_on(executor.invoke(&version, request.clone()));
+            assert!(invocation.stats.cold_start);
+            executor.retire(id);
+        })
+    });
+}
+
+/// Engine start: with a valid on-disk cache (memory-mapped) and without
+/// (pre-initialise and compile the guest).
+fn start(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine_start");
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    let cached = tempfile::tempdir().unwrap();
+    drop(Executor::new(ExecutorConfig { cache_dir: cached.path().into(), ..ExecutorConfig::default() }).unwrap());
+    group.bench_function("cached", |b| {
+        b.iter(|| Executor::new(ExecutorConfig { cache_dir: cached.path().into(), ..ExecutorConfig::default() }).unwrap())
+    });
+    group.bench_function("uncached", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let empty = tempfile::tempdir().unwrap();
+                let started = Instant::now();
+                let executor =
+                    Executor::new(ExecutorConfig { cache_dir: empty.path().into(), ..ExecutorConfig::default() }).unwrap();
+                total += started.elapsed();
+                drop(executor);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, warm, cold, start);
+criterion_main!(benches);
