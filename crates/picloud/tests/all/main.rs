@@ -1,0 +1,13 @@
+//! End-to-end tests of the real `picloud` binary: each starts it on a free
+//! port with a temporary data directory, once on SQLite and once on
+//! PostgreSQL (`PICLOUD_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`; the PostgreSQL cases fail, never
+//! skip, when the server is unreachable).
+
+mod harness;
+
+mod authentication;
+mod cli;
+mod endpoints;
+mod errors;
+mod restart;
