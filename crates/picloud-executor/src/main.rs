@@ -1,1 +1,35 @@
-fn main() -> anyhow::Result<()> { Ok(()) }
+//! `picloud-executor`: the sandbox: Rhai scripts in WebAssembly under wasmtime, as its own process in cluster mode.
+//!
+//! Cluster mode is not built yet. Everything this process will do runs today
+//! inside the all-in-one `picloud serve`; this binary only says so, so that
+//! packaging and deployment scripts can already refer to it.
+
+use std::process::ExitCode;
+
+const ROLE: &str = "executor";
+const WHAT: &str = "the sandbox: Rhai scripts in WebAssembly under wasmtime";
+
+fn main() -> ExitCode {
+    let first = std::env::args().nth(1);
+    match first.as_deref() {
+        Some("--version" | "-V") => {
+            println!("picloud-{ROLE} {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("--help" | "-h") => {
+            println!("{}", message());
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{}", message());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn message() -> String {
+    format!(
+        "picloud-{ROLE} {version}: {WHAT}.\n\n         Cluster mode (manager, orchestrators and executors as separate processes) is not          available yet: this binary does nothing else than print this message.\n         Run everything in one process instead:\n\n    picloud serve\n\n         See docs/configuration.md.",
+        version = env!("CARGO_PKG_VERSION")
+    )
+}
