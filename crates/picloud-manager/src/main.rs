@@ -28,8 +28,17 @@ fn main() -> ExitCode {
 }
 
 fn message() -> String {
-    format!(
-        "picloud-{ROLE} {version}: {WHAT}.\n\n         Cluster mode (manager, orchestrators and executors as separate processes) is not          available yet: this binary does nothing else than print this message.\n         Run everything in one process instead:\n\n    picloud serve\n\n         See docs/configuration.md.",
-        version = env!("CARGO_PKG_VERSION")
-    )
+    let version = env!("CARGO_PKG_VERSION");
+    [
+        format!("picloud-{ROLE} {version}: {WHAT}."),
+        String::new(),
+        "Cluster mode (manager, orchestrators and executors as separate processes) is not".into(),
+        "available yet: this binary only prints this message. Run everything in one".into(),
+        "process instead:".into(),
+        String::new(),
+        "    picloud serve".into(),
+        String::new(),
+        "See docs/configuration.md.".into(),
+    ]
+    .join("\n")
 }
