@@ -109,6 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .merge(health_router(store.clone()))
         .merge(ingress_router(ingress));
 
+    let session_sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -128,6 +129,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         connections_aborted = outcome.connections_aborted,
         "stopped accepting; flushing invocation records"
     );
+    session_sweeper.abort();
     records.shutdown().await;
     store.close().await;
     tracing::info!("PiCloud stopped");
@@ -205,6 +207,22 @@ fn log_executor(executor: &Executor) {
         guest_cache_file = %executor.guest_cache_file().display(),
         "executor ready"
     );
+}
+
+/// Deletes expired sessions once an hour. Lookups already ignore them; this
+/// only keeps the table small, and wakes the process rarely enough to cost
+/// nothing at rest.
+async fn sweep_expired_sessions(store: Store) {
+    let mut interval = tokio::time::interval(Duration::from_secs(60 * 60));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match store.delete_expired_sessions().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired sessions"),
+            Err(error) => tracing::warn!(%error, "cannot delete expired sessions"),
+        }
+    }
 }
 
 /// `/healthz` (the process is alive) and `/readyz` (the database answers
