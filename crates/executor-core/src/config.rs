@@ -209,7 +209,7 @@ impl Default for ExecutorConfig {
                 fuel: default_limits.fuel * 10,
                 deadline_ms: 30_000,
                 memory_bytes: 64 * MIB,
-                output_bytes: 1 * MIB,
+                output_bytes: MIB,
                 rhai: RhaiLimits { max_operations: 0, ..default_limits.rhai },
             },
             engine,
