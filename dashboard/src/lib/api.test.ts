@@ -1,0 +1,234 @@
+import { describe, expect, it } from 'vitest';
+import { ApiError, createApi, errorFromBody, isUnauthenticated } from './api';
+
+interface Call {
+	url: string;
+	method: string;
+	headers: Record<string, string>;
+	body: string | undefined;
+	credentials: RequestCredentials | undefined;
+}
+
+/** A fetch that records each call and answers from `answers`, in order. */
+function mockFetch(...answers: Array<{ status: number; body?: unknown; headers?: Record<string, string> }>) {
+	const calls: Call[] = [];
+	const fetchImpl = async (input: RequestInfo | URL, init?: RequestInit) => {
+		const headers = new Headers(init?.headers);
+		calls.push({
+			url: String(input),
+			method: init?.method ?? 'GET',
+			headers: Object.fromEntries(headers.entries()),
+			body: init?.body === undefined ? undefined : String(init.body),
+			credentials: init?.credentials
+		});
+		const answer = answers.shift();
+		if (!answer) throw new TypeError('Failed to fetch');
+		const text =
+			answer.body === undefined ? '' : typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
+		return new Response(answer.status === 204 ? null : text, { status: answer.status, headers: answer.headers });
+	};
+	return { calls, fetchImpl: fetchImpl as typeof fetch };
+}
+
+const user = {
+	id: 1,
+	username: 'owner',
+	email: 'owner@localhost',
+	instance_role: 'owner',
+	active: true,
+	created_at: '2026-01-01T00:00:00Z'
+};
+
+describe('the API client', () => {
+	it('logs in, then sends the CSRF token on state-changing requests only', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: { csrf_token: 'csrf_abc', user, instance_role: 'owner', permissions: [], session: {} } },
+			{ status: 200, body: [] },
+			{ status: 201, body: { id: 1, slug: 'shop', name: 'shop', settings: {}, created_at: '', my_role: 'app_admin' } }
+		);
+		const api = createApi(fetchImpl);
+		await api.auth.login('owner', 'secret');
+		expect(calls[0]).toMatchObject({
+			url: '/api/v1/auth/login',
+			method: 'POST',
+			body: JSON.stringify({ login: 'owner', password: 'secret' }),
+			credentials: 'same-origin'
+		});
+		await api.apps.list();
+		expect(calls[1]?.headers['x-csrf-token']).toBeUndefined();
+		const app = await api.apps.create({ slug: 'shop' });
+		expect(app.my_role).toBe('app_admin');
+		expect(calls[2]?.headers['x-csrf-token']).toBe('csrf_abc');
+		expect(calls[2]?.headers['content-type']).toBe('application/json');
+	});
+
+	it('takes the CSRF token from /auth/me after a page reload', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: { user, instance_role: 'owner', permissions: [], csrf_token: 'csrf_me', authenticated_by: 'session' } },
+			{ status: 204 }
+		);
+		const api = createApi(fetchImpl);
+		await api.auth.me();
+		await api.domains.remove('shop', 'shop.example.com');
+		expect(calls[1]).toMatchObject({
+			url: '/api/v1/apps/shop/domains/shop.example.com',
+			method: 'DELETE'
+		});
+		expect(calls[1]?.headers['x-csrf-token']).toBe('csrf_me');
+	});
+
+	it('builds the script, version and rollback paths, escaping names', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 201, body: { version: 2 } },
+			{ status: 200, body: [] },
+			{ status: 200, body: { source: 'x' } },
+			{ status: 200, body: { version: 1 } }
+		);
+		const api = createApi(fetchImpl);
+		await api.scripts.deploy('shop', 'hello', '"hi"');
+		await api.scripts.versions('shop', 'a/b');
+		await api.scripts.version('shop', 'hello', 1);
+		await api.scripts.rollback('shop', 'hello', 1);
+		expect(calls.map((call) => `${call.method} ${call.url}`)).toEqual([
+			'PUT /api/v1/apps/shop/scripts/hello',
+			'GET /api/v1/apps/shop/scripts/a%2Fb/versions',
+			'GET /api/v1/apps/shop/scripts/hello/versions/1',
+			'POST /api/v1/apps/shop/scripts/hello/rollback'
+		]);
+		expect(calls[0]?.body).toBe(JSON.stringify({ source: '"hi"' }));
+		expect(calls[3]?.body).toBe(JSON.stringify({ version: 1 }));
+	});
+
+	it('turns a compile error into an ApiError with line and column', async () => {
+		const { fetchImpl } = mockFetch({
+			status: 422,
+			body: {
+				error: {
+					code: 'compile_error',
+					message: "the script does not compile: Unexpected ';'",
+					detail: "Unexpected ';'",
+					line: 1,
+					column: 9
+				}
+			}
+		});
+		const api = createApi(fetchImpl);
+		const error = await api.scripts.deploy('shop', 'hello', 'let x = ;').catch((caught) => caught);
+		expect(error).toBeInstanceOf(ApiError);
+		expect(error).toMatchObject({
+			status: 422,
+			code: 'compile_error',
+			message: "the script does not compile: Unexpected ';'",
+			detail: "Unexpected ';'",
+			line: 1,
+			column: 9
+		});
+	});
+
+	it('keeps the field of an invalid input and the permission of a forbidden', () => {
+		expect(
+			errorFromBody(422, JSON.stringify({ error: { code: 'invalid_input', message: 'invalid slug', field: 'slug' } }))
+		).toMatchObject({ status: 422, code: 'invalid_input', field: 'slug', line: undefined });
+		expect(
+			errorFromBody(403, JSON.stringify({ error: { code: 'forbidden', message: 'no', permission: 'app.delete' } }))
+		).toMatchObject({ status: 403, permission: 'app.delete' });
+	});
+
+	it('answers that are not the API format still become ApiErrors', () => {
+		const error = errorFromBody(502, 'Bad Gateway');
+		expect(error).toMatchObject({ status: 502, code: 'http_502', message: 'Bad Gateway' });
+		expect(errorFromBody(500, '')).toMatchObject({ code: 'http_500' });
+	});
+
+	it('a network failure is an ApiError with status 0', async () => {
+		const { fetchImpl } = mockFetch();
+		const error = await createApi(fetchImpl).apps.list().catch((caught) => caught);
+		expect(error).toMatchObject({ status: 0, code: 'network_error' });
+	});
+
+	it('recognises "log in first"', async () => {
+		const { fetchImpl } = mockFetch({
+			status: 401,
+			body: { error: { code: 'unauthenticated', message: 'authentication required' } }
+		});
+		const error = await createApi(fetchImpl).auth.me().catch((caught) => caught);
+		expect(isUnauthenticated(error)).toBe(true);
+		expect(isUnauthenticated(new Error('x'))).toBe(false);
+	});
+
+	it('forgets the CSRF token on log-out', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: { csrf_token: 'c1', user, instance_role: 'owner', permissions: [], session: {} } },
+			{ status: 204 },
+			{ status: 401, body: { error: { code: 'unauthenticated', message: 'x' } } }
+		);
+		const api = createApi(fetchImpl);
+		await api.auth.login('owner', 'pw');
+		await api.auth.logout();
+		expect(calls[1]?.headers['x-csrf-token']).toBe('c1');
+		await api.apps.create({ slug: 'x' }).catch(() => undefined);
+		expect(calls[2]?.headers['x-csrf-token']).toBeUndefined();
+	});
+
+	it('calls a script endpoint without credentials and reports what came back', async () => {
+		const { calls, fetchImpl } = mockFetch({
+			status: 201,
+			body: '{"id":42}',
+			headers: { 'content-type': 'application/json', 'x-request-id': 'r1' }
+		});
+		const api = createApi(fetchImpl);
+		const response = await api.endpoints.call('shop', 'orders', {
+			method: 'post',
+			pathSuffix: '42?x=1',
+			headers: [
+				['content-type', 'application/json'],
+				['', 'ignored']
+			],
+			body: '{}'
+		});
+		expect(calls[0]).toMatchObject({
+			url: '/shop/orders/42?x=1',
+			method: 'POST',
+			body: '{}',
+			credentials: 'omit'
+		});
+		expect(calls[0]?.headers).toEqual({ 'content-type': 'application/json' });
+		expect(response.status).toBe(201);
+		expect(response.body).toBe('{"id":42}');
+		expect(response.headers).toContainEqual(['x-request-id', 'r1']);
+	});
+
+	it('never sends a body with GET', async () => {
+		const { calls, fetchImpl } = mockFetch({ status: 200, body: 'hi' });
+		await createApi(fetchImpl).endpoints.call('shop', 'hello', {
+			method: 'GET',
+			pathSuffix: '',
+			headers: [],
+			body: 'ignored'
+		});
+		expect(calls[0]).toMatchObject({ url: '/shop/hello', body: undefined });
+	});
+
+	it('the issue-4 namespaces are shaped like domains', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: [] },
+			{ status: 201, body: {} },
+			{ status: 200, body: {} },
+			{ status: 204 },
+			{ status: 200, body: [] }
+		);
+		const api = createApi(fetchImpl);
+		await api.appMembers.list('shop');
+		await api.appMembers.add('shop', { user_id: 7, role: 'editor' });
+		await api.appMembers.changeRole('shop', 7, 'app_admin');
+		await api.appMembers.remove('shop', 7);
+		await api.admin.users.list();
+		expect(calls.map((call) => `${call.method} ${call.url}`)).toEqual([
+			'GET /api/v1/apps/shop/members',
+			'POST /api/v1/apps/shop/members',
+			'PATCH /api/v1/apps/shop/members/7',
+			'DELETE /api/v1/apps/shop/members/7',
+			'GET /api/v1/admin/users'
+		]);
+	});
+});

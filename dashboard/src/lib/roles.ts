@@ -1,0 +1,104 @@
+/**
+ * What each role sees and may do in the dashboard. Pure functions, so the
+ * rules are unit-tested in one place; components only ask.
+ *
+ * The server is the authority (it answers 403/404); this module only decides
+ * which controls are offered, so nobody is shown a button that must fail.
+ * It mirrors `crates/manager-core/src/api/policy.rs`.
+ */
+import type { AppRole, InstanceRole } from './api';
+
+export type AppTab = 'scripts' | 'logs' | 'domains' | 'members' | 'settings';
+
+/** Every tab of the app page, in the order the dashboard shows them. */
+export const APP_TABS: readonly AppTab[] = ['scripts', 'logs', 'domains', 'members', 'settings'];
+
+export const TAB_LABELS: Record<AppTab, string> = {
+	scripts: 'Scripts',
+	logs: 'Logs',
+	domains: 'Domains',
+	members: 'Members',
+	settings: 'Settings'
+};
+
+const APP_ROLE_RANK: Record<AppRole, number> = { viewer: 0, editor: 1, app_admin: 2 };
+
+/** Whether `role` is at least `least`. */
+export function atLeast(role: AppRole, least: AppRole): boolean {
+	return APP_ROLE_RANK[role] >= APP_ROLE_RANK[least];
+}
+
+/** What a caller with `my_role` may do on one app. */
+export interface AppAbilities {
+	/** Deploy a new version (editor and above). */
+	deploy: boolean;
+	/** Make an earlier version active (editor and above). */
+	rollback: boolean;
+	/** Delete a script (editor and above). */
+	deleteScript: boolean;
+	/** Add and remove domains (editor and above). */
+	manageDomains: boolean;
+	/** List, add, change and remove members (app admins only). */
+	manageMembers: boolean;
+	/** Rename the app, change its settings (app admins only). */
+	updateApp: boolean;
+	/** Delete the app (app admins only). */
+	deleteApp: boolean;
+}
+
+export function appAbilities(role: AppRole): AppAbilities {
+	const editor = atLeast(role, 'editor');
+	const appAdmin = role === 'app_admin';
+	return {
+		deploy: editor,
+		rollback: editor,
+		deleteScript: editor,
+		manageDomains: editor,
+		manageMembers: appAdmin,
+		updateApp: appAdmin,
+		deleteApp: appAdmin
+	};
+}
+
+/**
+ * The tabs of the app page for `my_role`, in order. Members is there only
+ * for `app_admin` (owners, and members with an explicit `app_admin`
+ * membership; instance admins are implicit editors and do not see it).
+ */
+export function appTabs(role: AppRole): AppTab[] {
+	return APP_TABS.filter((tab) => tab !== 'members' || appAbilities(role).manageMembers);
+}
+
+/** The tab to show for a requested name: the first tab when it is unknown or not allowed. */
+export function pickTab(role: AppRole, requested: string | null): AppTab {
+	const tabs = appTabs(role);
+	return tabs.find((tab) => tab === requested) ?? 'scripts';
+}
+
+/** Instance permission names, as `GET /auth/me` lists them. */
+export const PERMISSION_CREATE_APP = 'app.create';
+export const PERMISSION_MANAGE_USERS = 'instance.manage_users';
+
+/** What a caller may do on the whole instance, from its `permissions`. */
+export function instanceAbilities(permissions: readonly string[]) {
+	return {
+		createApp: permissions.includes(PERMISSION_CREATE_APP),
+		/** Browse the user directory and manage users (Admin → Users). */
+		manageUsers: permissions.includes(PERMISSION_MANAGE_USERS)
+	};
+}
+
+/** The app roles an app admin may grant, least powerful first. */
+export const GRANTABLE_APP_ROLES: readonly AppRole[] = ['viewer', 'editor', 'app_admin'];
+
+export const APP_ROLE_LABELS: Record<AppRole, string> = {
+	viewer: 'viewer',
+	editor: 'editor',
+	app_admin: 'app admin'
+};
+
+export const INSTANCE_ROLE_LABELS: Record<InstanceRole, string> = {
+	member: 'member',
+	admin: 'admin',
+	owner: 'owner'
+};
