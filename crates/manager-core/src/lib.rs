@@ -79,6 +79,6 @@ pub use model::{
     AppUpdate, AppWithRole, AuditEntry, AuditId, Domain, DomainId, DomainRoute, InstanceRole,
     Membership, NewAuditEntry, NewSession, NewUser, Script, ScriptId, ScriptSummary, ScriptVersion,
     Session, SessionId, SessionWithUser, Timestamp, UnknownRole, User, UserCredentials, UserId,
-    VersionId, VersionSummary,
+    UserUpdate, VersionId, VersionSummary,
 };
 pub use store::{Backend, MAX_AUDIT_PAGE, Store, StoreOptions};

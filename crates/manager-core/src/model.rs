@@ -258,6 +258,15 @@ pub struct NewUser {
     pub instance_role: InstanceRole,
 }
 
+/// The changes to make to a user's account; `None` leaves a field as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserUpdate {
+    /// A new instance role.
+    pub instance_role: Option<InstanceRole>,
+    /// Activate (`true`) or deactivate (`false`).
+    pub active: Option<bool>,
+}
+
 /// A dashboard log-in session. The token itself is never stored, only its
 /// SHA-256 hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]

@@ -27,7 +27,7 @@ pub(crate) struct AppView {
 /// The app with slug `slug` and the caller's role on it, if the caller may do
 /// `action` there. An app the caller may not see at all is `404`, as if it
 /// did not exist; one it may see but not change is `403`.
-async fn authorize(
+pub(super) async fn authorize(
     state: &ApiState,
     caller: &Caller,
     slug: &str,

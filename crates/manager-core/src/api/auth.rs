@@ -2,7 +2,10 @@
 //! routes.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
+use super::throttle::AttemptKeys;
 use super::{ApiState, JsonBody, policy};
 use crate::auth::{generate_token, hash_token, verify_login_password};
 use crate::{ApiToken, ApiTokenId, InstanceRole, NewSession, SessionId, Timestamp, User};
@@ -169,10 +173,38 @@ fn me(user: User, csrf_token: Option<String>) -> Me {
     }
 }
 
+/// The address of the client, when the server provides it (axum's
+/// [`ConnectInfo`](axum::extract::ConnectInfo) of the connection's peer).
+pub(crate) struct ClientAddress(pub Option<IpAddr>);
+
+impl FromRequestParts<ApiState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip()),
+        ))
+    }
+}
+
 pub(crate) async fn login(
     State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> ApiResult<Response> {
+    let attempt = AttemptKeys::new(&request.login, address);
+    if let Err(wait) = state.login_throttle().check(&attempt, Instant::now()) {
+        tracing::warn!(login = %request.login, ?address, "log-in refused: too many failures");
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        });
+    }
     let store = state.store();
     let credentials = store.user_credentials(request.login.trim()).await?;
     let stored_hash = credentials
@@ -186,9 +218,13 @@ pub(crate) async fn login(
     .await
     .map_err(|_| ApiError::Internal)?;
     let Some(credentials) = credentials.filter(|_| verified) else {
-        tracing::info!(login = %request.login, "failed log-in");
+        state
+            .login_throttle()
+            .record_failure(&attempt, Instant::now());
+        tracing::info!(login = %request.login, ?address, "failed log-in");
         return Err(ApiError::InvalidCredentials);
     };
+    state.login_throttle().record_success(&attempt);
     let token = generate_token("pcs");
     let csrf_token = generate_token("csrf");
     let session_lifetime = state.config().session_lifetime;

@@ -36,6 +36,18 @@ pub enum ApiError {
         /// What was looked for, in words.
         what: String,
     },
+    /// The member lookup found no user that could be added to the app: the
+    /// same answer whether no user matches or the one that matches may not
+    /// be added (`404 no_addable_user`).
+    #[error("no user that can be added to this app matches")]
+    NoAddableUser,
+    /// Too many failed log-ins for this account or from this address; retry
+    /// after `retry_after_secs` (`429 too_many_attempts`, with `Retry-After`).
+    #[error("too many failed log-ins; retry in {retry_after_secs} s")]
+    TooManyAttempts {
+        /// How long to wait, in seconds.
+        retry_after_secs: u64,
+    },
     /// The change would break a uniqueness rule (`409 conflict`).
     #[error("{what}")]
     Conflict {
@@ -92,7 +104,8 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::CsrfFailed | ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::NoAddableUser => StatusCode::NOT_FOUND,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } | ApiError::Compile { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -110,6 +123,8 @@ impl ApiError {
             ApiError::CsrfFailed => "csrf_failed",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound { .. } => "not_found",
+            ApiError::NoAddableUser => "no_addable_user",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::Conflict { .. } => "conflict",
             ApiError::Invalid { .. } => "invalid_input",
             ApiError::Compile { .. } => "compile_error",
@@ -127,6 +142,8 @@ impl ApiError {
         "csrf_failed",
         "forbidden",
         "not_found",
+        "no_addable_user",
+        "too_many_attempts",
         "conflict",
         "invalid_input",
         "compile_error",
@@ -176,7 +193,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if let ApiError::TooManyAttempts { retry_after_secs } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        response
     }
 }
 

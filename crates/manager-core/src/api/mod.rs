@@ -21,12 +21,14 @@
 //! it knows nothing of HTTP. **An app the caller may not see is `404`**,
 //! never `403`, so its existence does not leak.
 
+mod accounts;
 mod apps;
 mod auth;
 mod error;
 pub mod hooks;
 mod openapi;
 pub mod policy;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +84,8 @@ struct Inner {
     /// Held while a change is stored and published, so the routing table
     /// receives changes in the order the store made them.
     route_updates: tokio::sync::Mutex<()>,
+    /// Failed log-ins per account and per address.
+    login_throttle: throttle::LoginThrottle,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -109,6 +113,7 @@ impl ApiState {
                 routes,
                 config,
                 route_updates: tokio::sync::Mutex::new(()),
+                login_throttle: throttle::LoginThrottle::default(),
             }),
         }
     }
@@ -133,6 +138,10 @@ impl ApiState {
 
     fn route_updates(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.route_updates
+    }
+
+    fn login_throttle(&self) -> &throttle::LoginThrottle {
+        &self.inner.login_throttle
     }
 }
 
@@ -204,6 +213,16 @@ fn table() -> Vec<(Endpoint, MethodRouter<ApiState>)> {
         endpoint!(GET "/apps/{app}/domains", "domains", "List an app's domains", auth: true, body: None, status: 200, apps::list_domains),
         endpoint!(POST "/apps/{app}/domains", "domains", "Route a host name to the app", auth: true, body: Some("AddDomainRequest"), status: 201, apps::add_domain),
         endpoint!(DELETE "/apps/{app}/domains/{host}", "domains", "Remove a host name", auth: true, body: None, status: 204, apps::remove_domain),
+        endpoint!(GET "/apps/{app}/members", "members", "List an app's members (app admins)", auth: true, body: None, status: 200, accounts::list_members),
+        endpoint!(POST "/apps/{app}/members", "members", "Give an active member-role user a role on the app (app admins)", auth: true, body: Some("AddMemberRequest"), status: 201, accounts::add_member),
+        endpoint!(POST "/apps/{app}/members/lookup", "members", "Resolve one exact username or e-mail to a user that can be added, revealing nothing else (app admins)", auth: true, body: Some("MemberLookupRequest"), status: 200, accounts::lookup_member),
+        endpoint!(PATCH "/apps/{app}/members/{user}", "members", "Change a member's app role (app admins)", auth: true, body: Some("UpdateMemberRequest"), status: 200, accounts::update_member),
+        endpoint!(DELETE "/apps/{app}/members/{user}", "members", "Remove a member from the app (app admins)", auth: true, body: None, status: 204, accounts::remove_member),
+        endpoint!(GET "/admin/admins", "admin", "The user directory: username, e-mail, instance role, active (InstanceManageUsers)", auth: true, body: None, status: 200, accounts::list_users),
+        endpoint!(GET "/admin/users", "admin", "The user directory, as `/admin/admins` (InstanceManageUsers)", auth: true, body: None, status: 200, accounts::list_users),
+        endpoint!(POST "/admin/users", "admin", "Create a user (InstanceManageUsers; owners only for an owner)", auth: true, body: Some("CreateUserRequest"), status: 201, accounts::create_user),
+        endpoint!(PATCH "/admin/users/{id}", "admin", "Change a user's instance role or deactivate/reactivate it (InstanceManageUsers; owners only for owners)", auth: true, body: Some("UpdateUserRequest"), status: 200, accounts::update_user),
+        endpoint!(GET "/admin/audit", "admin", "The audit log, newest first, paged with `before` and `limit` (owners and admins)", auth: true, body: None, status: 200, accounts::list_audit),
         endpoint!(GET "/openapi.json", "meta", "This API's OpenAPI 3.1 document", auth: false, body: None, status: 200, openapi::serve_document),
     ]
 }

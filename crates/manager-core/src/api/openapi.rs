@@ -51,6 +51,37 @@ fn request_schemas() -> Value {
             "type": "object", "required": ["host"], "additionalProperties": false,
             "properties": {"host": {"type": "string", "description": "A host name without port or scheme"}}
         },
+        "AddMemberRequest": {
+            "type": "object", "required": ["user", "role"], "additionalProperties": false,
+            "properties": {
+                "user": {"type": ["integer", "string"], "description": "A user id, a username, or an e-mail address (a string with `@`)"},
+                "role": {"type": "string", "enum": ["viewer", "editor", "app_admin"]}
+            }
+        },
+        "MemberLookupRequest": {
+            "type": "object", "required": ["query"], "additionalProperties": false,
+            "properties": {"query": {"type": "string", "description": "An exact username or e-mail address"}}
+        },
+        "UpdateMemberRequest": {
+            "type": "object", "required": ["role"], "additionalProperties": false,
+            "properties": {"role": {"type": "string", "enum": ["viewer", "editor", "app_admin"]}}
+        },
+        "CreateUserRequest": {
+            "type": "object", "required": ["username", "email", "password"], "additionalProperties": false,
+            "properties": {
+                "username": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"},
+                "email": {"type": "string"},
+                "password": {"type": "string", "minLength": super::accounts::MIN_PASSWORD_CHARS},
+                "instance_role": {"type": "string", "enum": ["owner", "admin", "member"], "default": "member"}
+            }
+        },
+        "UpdateUserRequest": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "instance_role": {"type": "string", "enum": ["owner", "admin", "member"]},
+                "active": {"type": "boolean"}
+            }
+        },
         "Error": {
             "type": "object", "required": ["error"],
             "properties": {
@@ -119,7 +150,7 @@ pub(crate) fn document(endpoints: &[Endpoint]) -> Value {
         "info": {
             "title": "PiCloud management API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Apps, scripts, versions, deploys, rollbacks, domains and API tokens. See docs/api.md."
+            "description": "Apps, scripts, versions, deploys, rollbacks, domains, API tokens, members, users and the audit log. See docs/api.md."
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerToken": []}, {"sessionCookie": []}],

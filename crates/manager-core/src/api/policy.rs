@@ -1,11 +1,13 @@
 //! Who may do what: the one place that decides.
 //!
 //! A caller's power on an app is its **effective app role**
-//! ([`effective_app_role`]): the instance owner is `app_admin` everywhere, an
-//! explicit membership gives its role, and (for now) an instance admin is
-//! `app_admin` everywhere too. [`can`] then answers for one [`Action`].
-//! The accounts issue extends this module (admins become implicit editors,
-//! user management), not the handlers.
+//! ([`effective_app_role`], the `my_role` of every app in an answer): the
+//! instance owner is `app_admin` everywhere, an instance admin is an implicit
+//! `editor` everywhere (so it cannot manage memberships or delete apps), and
+//! a member has exactly the role of its explicit membership, or no access.
+//! [`can`] then answers for one [`Action`]. Instance-wide actions depend on
+//! the instance role alone; [`may_change_user`] adds the owner-only rules of
+//! user management.
 
 use crate::{AppRole, InstanceRole, User};
 
@@ -29,8 +31,15 @@ pub enum Action {
     DeleteScript,
     /// Add or remove an app's domains.
     ManageDomains,
-    /// Manage the instance's users (issue 4).
+    /// List, add, change and remove an app's members, and look up a user to add.
+    ManageMembers,
+    /// List the user directory, create users, change instance roles of
+    /// non-owners, deactivate and reactivate them (`InstanceManageUsers`).
     ManageUsers,
+    /// Change an owner's account or make someone an owner.
+    ManageOwners,
+    /// Read the audit log.
+    ReadAudit,
 }
 
 impl Action {
@@ -45,7 +54,10 @@ impl Action {
             Action::Rollback => "script.rollback",
             Action::DeleteScript => "script.delete",
             Action::ManageDomains => "domain.manage",
+            Action::ManageMembers => "app.manage_members",
             Action::ManageUsers => "instance.manage_users",
+            Action::ManageOwners => "instance.manage_owners",
+            Action::ReadAudit => "instance.read_audit",
         }
     }
 
@@ -53,24 +65,33 @@ impl Action {
     /// instance-wide action.
     const fn least_app_role(self) -> Option<AppRole> {
         match self {
-            Action::CreateApp | Action::ManageUsers => None,
+            Action::CreateApp | Action::ManageUsers | Action::ManageOwners | Action::ReadAudit => {
+                None
+            }
             Action::ReadApp => Some(AppRole::Viewer),
             Action::Deploy | Action::Rollback | Action::DeleteScript | Action::ManageDomains => {
                 Some(AppRole::Editor)
             }
-            Action::UpdateApp | Action::DeleteApp => Some(AppRole::AppAdmin),
+            Action::UpdateApp | Action::DeleteApp | Action::ManageMembers => {
+                Some(AppRole::AppAdmin)
+            }
         }
     }
 }
 
 /// The role `user` effectively holds on an app where its explicit membership
 /// (if any) is `membership`; `None` means the app is invisible to it.
+///
+/// Memberships only count for members: only they can be given one, and a
+/// member promoted to admin keeps its rows but is an implicit `editor` like
+/// every admin (its memberships apply again if it is demoted).
 pub fn effective_app_role(user: &User, membership: Option<AppRole>) -> Option<AppRole> {
+    if !user.active {
+        return None;
+    }
     match user.instance_role {
         InstanceRole::Owner => Some(AppRole::AppAdmin),
-        // Until the accounts issue narrows it to `editor`, an instance admin
-        // manages every app like the owner does.
-        InstanceRole::Admin => Some(AppRole::AppAdmin),
+        InstanceRole::Admin => Some(AppRole::Editor),
         InstanceRole::Member => membership,
     }
 }
@@ -82,6 +103,7 @@ pub fn can(caller: &User, action: Action, app_role: Option<AppRole>) -> bool {
         return false;
     }
     match action.least_app_role() {
+        None if action == Action::ManageOwners => caller.instance_role == InstanceRole::Owner,
         None => matches!(
             caller.instance_role,
             InstanceRole::Owner | InstanceRole::Admin
@@ -90,13 +112,38 @@ pub fn can(caller: &User, action: Action, app_role: Option<AppRole>) -> bool {
     }
 }
 
+/// Whether `caller` may change the account `target` into `new_role` (if
+/// given): it needs [`Action::ManageUsers`], and [`Action::ManageOwners`] if
+/// the target is an owner or would become one. `Err` names the missing
+/// action. (Keeping at least one active owner is the store's rule.)
+pub fn may_change_user(
+    caller: &User,
+    target: &User,
+    new_role: Option<InstanceRole>,
+) -> Result<(), Action> {
+    if !can(caller, Action::ManageUsers, None) {
+        return Err(Action::ManageUsers);
+    }
+    let touches_an_owner =
+        target.instance_role == InstanceRole::Owner || new_role == Some(InstanceRole::Owner);
+    if touches_an_owner && !can(caller, Action::ManageOwners, None) {
+        return Err(Action::ManageOwners);
+    }
+    Ok(())
+}
+
 /// The instance-wide permissions of `user`, as `GET /auth/me` lists them.
 pub fn instance_permissions(user: &User) -> Vec<&'static str> {
-    [Action::CreateApp, Action::ManageUsers]
-        .into_iter()
-        .filter(|action| can(user, *action, None))
-        .map(Action::name)
-        .collect()
+    [
+        Action::CreateApp,
+        Action::ManageUsers,
+        Action::ManageOwners,
+        Action::ReadAudit,
+    ]
+    .into_iter()
+    .filter(|action| can(user, *action, None))
+    .map(Action::name)
+    .collect()
 }
 
 #[cfg(test)]
@@ -125,8 +172,14 @@ mod tests {
         let cases = [
             (&owner, None, DeleteApp, true),
             (&owner, None, CreateApp, true),
+            (&owner, None, ManageMembers, true),
             (&admin, None, Deploy, true),
+            (&admin, None, ManageDomains, true),
             (&admin, None, CreateApp, true),
+            (&admin, None, UpdateApp, false),
+            (&admin, None, DeleteApp, false),
+            (&admin, None, ManageMembers, false),
+            (&admin, Some(AppRole::AppAdmin), ManageMembers, false),
             (&member, None, ReadApp, false),
             (&member, None, CreateApp, false),
             (&member, Some(AppRole::Viewer), ReadApp, true),
@@ -134,7 +187,10 @@ mod tests {
             (&member, Some(AppRole::Editor), Deploy, true),
             (&member, Some(AppRole::Editor), ManageDomains, true),
             (&member, Some(AppRole::Editor), DeleteApp, false),
+            (&member, Some(AppRole::Editor), ManageMembers, false),
             (&member, Some(AppRole::AppAdmin), DeleteApp, true),
+            (&member, Some(AppRole::AppAdmin), ManageMembers, true),
+            (&member, Some(AppRole::AppAdmin), ManageUsers, false),
         ];
         for (caller, membership, action, allowed) in cases {
             let role = effective_app_role(caller, membership);
@@ -151,7 +207,64 @@ mod tests {
         assert_eq!(instance_permissions(&member), Vec::<&str>::new());
         assert_eq!(
             instance_permissions(&owner),
-            vec!["app.create", "instance.manage_users"]
+            vec![
+                "app.create",
+                "instance.manage_users",
+                "instance.manage_owners",
+                "instance.read_audit"
+            ]
+        );
+        assert_eq!(
+            instance_permissions(&admin),
+            vec!["app.create", "instance.manage_users", "instance.read_audit"]
+        );
+    }
+
+    #[test]
+    fn my_role_rules() {
+        let owner = user(InstanceRole::Owner);
+        let admin = user(InstanceRole::Admin);
+        let member = user(InstanceRole::Member);
+        assert_eq!(effective_app_role(&owner, None), Some(AppRole::AppAdmin));
+        assert_eq!(
+            effective_app_role(&owner, Some(AppRole::Viewer)),
+            Some(AppRole::AppAdmin)
+        );
+        assert_eq!(effective_app_role(&admin, None), Some(AppRole::Editor));
+        assert_eq!(
+            effective_app_role(&admin, Some(AppRole::AppAdmin)),
+            Some(AppRole::Editor)
+        );
+        assert_eq!(effective_app_role(&member, None), None);
+        for role in AppRole::ALL {
+            assert_eq!(effective_app_role(&member, Some(*role)), Some(*role));
+        }
+    }
+
+    #[test]
+    fn only_owners_touch_owners() {
+        let owner = user(InstanceRole::Owner);
+        let admin = user(InstanceRole::Admin);
+        let member = user(InstanceRole::Member);
+        assert_eq!(
+            may_change_user(&admin, &owner, None),
+            Err(Action::ManageOwners)
+        );
+        assert_eq!(
+            may_change_user(&admin, &member, Some(InstanceRole::Owner)),
+            Err(Action::ManageOwners)
+        );
+        assert_eq!(
+            may_change_user(&admin, &member, Some(InstanceRole::Admin)),
+            Ok(())
+        );
+        assert_eq!(
+            may_change_user(&owner, &admin, Some(InstanceRole::Owner)),
+            Ok(())
+        );
+        assert_eq!(
+            may_change_user(&member, &member, Some(InstanceRole::Admin)),
+            Err(Action::ManageUsers)
         );
     }
 }

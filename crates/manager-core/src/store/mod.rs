@@ -5,6 +5,7 @@
 //! [`on_pool!`] and [`write_transaction!`] macros: their body is expanded once
 //! per backend, so sqlx checks it against both drivers at compile time.
 
+mod accounts;
 mod apps;
 mod audit;
 pub use audit::MAX_AUDIT_PAGE;

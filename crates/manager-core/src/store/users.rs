@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::validate;
 
-const USER_COLUMNS: &str = "id, username, email, instance_role, active, created_at";
+pub(super) const USER_COLUMNS: &str = "id, username, email, instance_role, active, created_at";
 
 /// A change to a user that may affect who owns the instance.
 #[derive(Clone, Copy)]
@@ -434,10 +434,10 @@ impl Store {
     }
 }
 
-fn username_taken(username: &str) -> String {
+pub(super) fn username_taken(username: &str) -> String {
     format!("the username `{username}` is taken")
 }
 
-fn email_taken(email: &str) -> String {
+pub(super) fn email_taken(email: &str) -> String {
     format!("the e-mail address `{email}` is already in use")
 }
