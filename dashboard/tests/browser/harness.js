@@ -1,6 +1,6 @@
 // Starts what the browser tests drive: the real picloud binary with a fresh
 // data directory, the built dashboard on the same origin, and chromium.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -61,9 +61,13 @@ export async function startPicloud() {
 	const port = await freePort();
 	const url = `http://127.0.0.1:${port}`;
 	const output = [];
+	const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--cache-dir', cacheDir];
+	// Once the binary serves the dashboard itself, point it at this build.
+	const help = spawnSync(binary, ['serve', '--help'], { encoding: 'utf8' });
+	if ((help.stdout ?? '').includes('--dashboard-dir')) args.push('--dashboard-dir', buildDir);
 	const child = spawn(
 		binary,
-		['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--cache-dir', cacheDir],
+		args,
 		{
 			env: {
 				...process.env,
