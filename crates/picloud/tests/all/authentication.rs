@@ -36,6 +36,16 @@ const ROUTES: &[(&str, &str, bool)] = &[
         "/api/v1/apps/secret/domains/secret.example.com",
         true,
     ),
+    ("GET", "/api/v1/apps/secret/members", true),
+    ("POST", "/api/v1/apps/secret/members", true),
+    ("POST", "/api/v1/apps/secret/members/lookup", true),
+    ("PATCH", "/api/v1/apps/secret/members/2", true),
+    ("DELETE", "/api/v1/apps/secret/members/2", true),
+    ("GET", "/api/v1/admin/admins", true),
+    ("GET", "/api/v1/admin/users", true),
+    ("POST", "/api/v1/admin/users", true),
+    ("PATCH", "/api/v1/admin/users/1", true),
+    ("GET", "/api/v1/admin/audit", true),
     ("GET", "/api/v1/openapi.json", false),
 ];
 
@@ -49,6 +59,11 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("PUT", _) => Some(json!({"source": "\"stolen\""})),
         ("POST", "rollback") => Some(json!({"version": 1})),
         ("POST", "domains") => Some(json!({"host": "stolen.example.com"})),
+        ("POST", "members") => Some(json!({"user": "owner", "role": "viewer"})),
+        ("POST", "lookup") => Some(json!({"query": "owner"})),
+        ("POST", "users") => Some(
+            json!({"username": "intruder", "email": "i@example.com", "password": "a long enough password"}),
+        ),
         _ => None,
     }
 }
@@ -60,6 +75,8 @@ fn to_template(path: &str) -> String {
         .replace("/versions/1", "/versions/{version}")
         .replace("/tokens/1", "/tokens/{id}")
         .replace("/domains/secret.example.com", "/domains/{host}")
+        .replace("/members/2", "/members/{user}")
+        .replace("/admin/users/1", "/admin/users/{id}")
 }
 
 async fn every_management_route_refuses_strangers(backend: Backend) {

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod accounts;
 mod authentication;
 mod cli;
 mod endpoints;
