@@ -59,4 +59,5 @@ run_store_suite!(
     domains_are_normalised_listed_and_removed,
     audit_log_is_append_only_and_paged,
     active_scripts_lists_every_active_version,
+    account_changes_and_their_audit_entries_commit_together,
 );

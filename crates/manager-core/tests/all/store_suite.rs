@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use picloud_manager_core::{
     AppRole, AppUpdate, Backend, InstanceRole, NewAuditEntry, NewSession, NewUser, StoreError,
-    Timestamp, User, auth,
+    Timestamp, User, UserId, UserUpdate, auth,
 };
 use serde_json::json;
 
@@ -1210,4 +1210,179 @@ impl NextUnused for picloud_manager_core::UserId {
     fn next_unused(self) -> Self {
         Self(self.0 + 1_000_000)
     }
+}
+
+async fn audit_actions(database: &TestDatabase) -> Vec<(String, String)> {
+    database
+        .store
+        .list_audit(None, 500)
+        .await
+        .expect("list the audit log")
+        .into_iter()
+        .rev()
+        .map(|entry| (entry.action, entry.target))
+        .collect()
+}
+
+pub async fn account_changes_and_their_audit_entries_commit_together(database: &TestDatabase) {
+    let store = &database.store;
+    let owner = create_user(database, "root", InstanceRole::Owner).await;
+    let actor = Some(owner.id);
+    let new_user = |username: &str, instance_role| NewUser {
+        username: username.to_owned(),
+        email: format!("{username}@example.com"),
+        password_hash: PASSWORD_HASH.to_owned(),
+        instance_role,
+    };
+    let bob = store
+        .create_user_audited(&new_user("bob", InstanceRole::Member), actor)
+        .await
+        .unwrap();
+    let ada = store
+        .create_user_audited(&new_user("ada", InstanceRole::Admin), actor)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_user_audited(&new_user("bob", InstanceRole::Member), actor)
+            .await,
+    );
+    let app = store.create_app("shop", "Shop").await.unwrap();
+
+    // Only active members can join; refusals write nothing.
+    assert_invalid(
+        store
+            .add_member_audited(app.id, ada.id, AppRole::Viewer, actor)
+            .await,
+        "user",
+    );
+    let member = store
+        .add_member_audited(app.id, bob.id, AppRole::Viewer, actor)
+        .await
+        .unwrap();
+    assert_eq!(
+        (member.username.as_str(), member.role),
+        ("bob", AppRole::Viewer)
+    );
+    assert_conflict(
+        store
+            .add_member_audited(app.id, bob.id, AppRole::Editor, actor)
+            .await,
+    );
+    let (before, after) = store
+        .set_member_role_audited(app.id, bob.id, AppRole::AppAdmin, actor)
+        .await
+        .unwrap();
+    assert_eq!(
+        (before.role, after.role),
+        (AppRole::Viewer, AppRole::AppAdmin)
+    );
+    assert_eq!(
+        store.membership(app.id, bob.id).await.unwrap(),
+        Some(AppRole::AppAdmin)
+    );
+
+    // The lookup finds only addable users, by exact username or e-mail.
+    let carol = store
+        .create_user_audited(&new_user("carol", InstanceRole::Member), actor)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .addable_user(app.id, "CAROL@example.com")
+            .await
+            .unwrap()
+            .map(|user| user.id),
+        Some(carol.id)
+    );
+    for query in ["bob", "ada", "root", "caro", "nobody"] {
+        assert!(
+            store.addable_user(app.id, query).await.unwrap().is_none(),
+            "{query}"
+        );
+    }
+
+    // The last owner cannot go; nothing is written when refused.
+    let entries_before = audit_actions(database).await.len();
+    assert_conflict(
+        store
+            .update_user_audited(
+                owner.id,
+                &UserUpdate {
+                    instance_role: Some(InstanceRole::Admin),
+                    active: None,
+                },
+                actor,
+            )
+            .await,
+    );
+    assert_eq!(
+        store.user(owner.id).await.unwrap().instance_role,
+        InstanceRole::Owner
+    );
+    assert_eq!(audit_actions(database).await.len(), entries_before);
+
+    // Deactivation ends sessions at once and is audited with before/after.
+    let session = store
+        .create_session(&NewSession {
+            token_hash: sha256_hex("bob-session"),
+            user_id: bob.id,
+            csrf_token: "csrf".into(),
+            expires_at: Timestamp::now().after(Duration::from_secs(3600)),
+        })
+        .await
+        .unwrap();
+    let (before, after) = store
+        .update_user_audited(
+            bob.id,
+            &UserUpdate {
+                instance_role: None,
+                active: Some(false),
+            },
+            Some(ada.id),
+        )
+        .await
+        .unwrap();
+    assert!(before.active && !after.active);
+    assert!(
+        store
+            .session_by_token_hash(&sha256_hex("bob-session"))
+            .await
+            .unwrap()
+            .is_none(),
+        "session {} survived",
+        session.id
+    );
+    assert_eq!(
+        store.membership(app.id, bob.id).await.unwrap(),
+        Some(AppRole::AppAdmin)
+    );
+    store
+        .remove_member_audited(app.id, bob.id, actor)
+        .await
+        .unwrap();
+    assert_not_found(store.remove_member_audited(app.id, bob.id, actor).await);
+    assert_not_found(
+        store
+            .update_user_audited(UserId(987_654), &UserUpdate::default(), actor)
+            .await,
+    );
+
+    assert_eq!(
+        audit_actions(database).await,
+        [
+            ("user.create", "user:bob"),
+            ("user.create", "user:ada"),
+            ("member.add", "app:shop/user:bob"),
+            ("member.update", "app:shop/user:bob"),
+            ("user.create", "user:carol"),
+            ("user.update", "user:bob"),
+            ("member.remove", "app:shop/user:bob"),
+        ]
+        .map(|(action, target)| (action.to_owned(), target.to_owned()))
+    );
+    let newest = store.list_audit(None, 2).await.unwrap();
+    assert_eq!(newest[1].actor_id, Some(ada.id));
+    assert_eq!(newest[1].before.as_ref().unwrap()["active"], json!(true));
+    assert_eq!(newest[1].after.as_ref().unwrap()["active"], json!(false));
 }
