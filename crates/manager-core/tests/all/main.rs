@@ -9,6 +9,7 @@
 //! [`Store`]: picloud_manager_core::Store
 
 mod harness;
+mod login_throttle;
 mod store_suite;
 
 /// Generates one `#[tokio::test]` per suite case per backend, in the modules
