@@ -118,8 +118,13 @@ impl RoutePublisher for RouteTablePublisher {
     }
 }
 
-/// Writes invocation records to the log (target `picloud::invocation`), one
+/// Writes invocation records to the log (target `picloud::invocation`, at
+/// debug level: enable with `RUST_LOG=info,picloud::invocation=debug`), one
 /// event per record. A store table for them comes with the logs view.
+///
+/// Debug, not info: an unbuffered log line per request costs a `write`
+/// system call on the hot path, about a third of the server's throughput in
+/// `benches/http-load.sh`.
 pub struct LogRecordSink;
 
 impl RecordSink for LogRecordSink {
@@ -129,7 +134,7 @@ impl RecordSink for LogRecordSink {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             for record in batch {
-                tracing::info!(
+                tracing::debug!(
                     target: "picloud::invocation",
                     request_id = %record.request_id,
                     app = %record.app_slug,

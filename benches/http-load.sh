@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# HTTP benchmarks of the all-in-one server, in one run on one machine:
+#   (a) a PiCloud hello-world endpoint and (b) a minimal axum handler returning
+#   the same bytes, both loaded by wrk over loopback; plus start-up time with a
+#   warm guest cache, first-request latency after a deploy, and idle memory/CPU.
+# Usage: benches/http-load.sh [seconds-per-load-run]   (needs wrk and curl)
+# Only 127.0.0.1 is contacted. Figures go to stdout as Markdown.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10}"
+PICLOUD_PORT=18080
+AXUM_PORT=18081
+PASSWORD=bench-password-123
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+cargo build --release --locked -p picloud -p picloud-benches --bin picloud --bin axum-hello >&2
+PICLOUD=target/release/picloud
+AXUM=target/release/axum-hello
+BASE="http://127.0.0.1:$PICLOUD_PORT"
+
+start_picloud() {
+    PICLOUD_OWNER_PASSWORD=$PASSWORD "$PICLOUD" serve --listen "127.0.0.1:$PICLOUD_PORT" \
+        --data-dir "$WORK/data" >>"$WORK/server.log" 2>&1 &
+    PICLOUD_PID=$!
+}
+wait_for() { # url
+    for _ in $(seq 1 2000); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.005
+    done
+    echo "timed out waiting for $1" >&2; cat "$WORK/server.log" >&2; exit 1
+}
+now_ms() { date +%s%3N; }
+api() { # method path [json]
+    curl -fsS -X "$1" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+        ${3:+--data "$3"} "$BASE/api/v1$2"
+}
+
+# First start: compiles the guest into the cache, creates the owner.
+start_picloud
+wait_for "$BASE/healthz"
+curl -fsS -c "$WORK/cookies" -H 'content-type: application/json' \
+    --data "{\"login\":\"owner\",\"password\":\"$PASSWORD\"}" "$BASE/api/v1/auth/login" >"$WORK/login.json"
+CSRF=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["csrf_token"])' "$WORK/login.json")
+TOKEN=$(curl -fsS -b "$WORK/cookies" -H "x-csrf-token: $CSRF" -H 'content-type: application/json' \
+    --data '{"name":"bench"}' "$BASE/api/v1/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+api POST /apps '{"slug":"bench"}' >/dev/null
+api PUT /apps/bench/scripts/hello '{"source":"\"Hello, world!\""}' >/dev/null
+kill -TERM $PICLOUD_PID; wait $PICLOUD_PID || true
+
+# Second start: warm guest cache; time from exec to the first served request.
+STARTED=$(now_ms)
+start_picloud
+wait_for "$BASE/bench/hello"
+START_MS=$(( $(now_ms) - STARTED ))
+
+# First request after a deploy (the deploy prepares a warm instance).
+api PUT /apps/bench/scripts/hello2 '{"source":"\"Hello, world!\""}' >/dev/null
+FIRST_AFTER_DEPLOY=$(curl -fsS -o /dev/null -w '%{time_total}' "$BASE/bench/hello2")
+
+"$AXUM" "127.0.0.1:$AXUM_PORT" &
+AXUM_PID=$!
+wait_for "http://127.0.0.1:$AXUM_PORT/"
+[ "$(curl -fsS "$BASE/bench/hello")" = "$(curl -fsS "http://127.0.0.1:$AXUM_PORT/")" ] || { echo "bodies differ" >&2; exit 1; }
+
+load() { # url → "rps p50 p99"
+    wrk -t2 -c32 -d"${DURATION}s" --latency "$1" >"$WORK/wrk.txt"
+    python3 - "$WORK/wrk.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def latency(label):
+    match = re.search(r"^\s+%s\s+([\d.]+)(us|ms|s)" % label, text, re.M)
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors: sys.exit("non-2xx responses: " + errors.group(1))
+print(f"{rps:.0f} {latency('50%'):.3f} {latency('99%'):.3f}")
+PY
+}
+wrk -t2 -c32 -d2s "$BASE/bench/hello" >/dev/null      # warm-up
+read -r PICLOUD_RPS PICLOUD_P50 PICLOUD_P99 < <(load "$BASE/bench/hello")
+wrk -t2 -c32 -d2s "http://127.0.0.1:$AXUM_PORT/" >/dev/null
+read -r AXUM_RPS AXUM_P50 AXUM_P99 < <(load "http://127.0.0.1:$AXUM_PORT/")
+kill $AXUM_PID
+
+# Idle: resident memory at rest and CPU time over 60 idle seconds.
+sleep 5
+ticks() { awk '{print $14 + $15}' "/proc/$PICLOUD_PID/stat"; }
+TICKS_BEFORE=$(ticks)
+sleep 60
+TICKS_AFTER=$(ticks)
+CLK=$(getconf CLK_TCK)
+IDLE_CPU_MS=$(( (TICKS_AFTER - TICKS_BEFORE) * 1000 / CLK ))
+RSS_KIB=$(awk '/VmRSS/ {print $2}' "/proc/$PICLOUD_PID/status")
+kill -TERM $PICLOUD_PID; wait $PICLOUD_PID || true
+
+# A fresh server that served nothing: memory at rest straight after start.
+rm -rf "$WORK/fresh"; mkdir -p "$WORK/fresh"
+cp -r "$WORK/data/cache" "$WORK/fresh/" 2>/dev/null || true
+PICLOUD_OWNER_PASSWORD=$PASSWORD "$PICLOUD" serve --listen "127.0.0.1:$PICLOUD_PORT" --data-dir "$WORK/fresh" >>"$WORK/server.log" 2>&1 &
+FRESH_PID=$!
+wait_for "$BASE/healthz"
+sleep 2
+FRESH_RSS_KIB=$(awk '/VmRSS/ {print $2}' "/proc/$FRESH_PID/status")
+kill -TERM $FRESH_PID; wait $FRESH_PID || true
+
+RATIO=$(python3 -c "print(f'{$PICLOUD_RPS / $AXUM_RPS:.2f}')")
+cat <<TABLE
+| measurement | PiCloud hello world | minimal axum |
+|---|---|---|
+| requests/s (wrk -t2 -c32, ${DURATION} s) | $PICLOUD_RPS | $AXUM_RPS |
+| p50 latency (ms) | $PICLOUD_P50 | $AXUM_P50 |
+| p99 latency (ms) | $PICLOUD_P99 | $AXUM_P99 |
+| ratio PiCloud / axum | $RATIO | |
+
+| measurement | value |
+|---|---|
+| process start → first served request (warm guest cache) | $START_MS ms |
+| first request after a deploy | $(python3 -c "print(f'{$FIRST_AFTER_DEPLOY * 1000:.2f}')") ms |
+| resident memory at rest, fresh start | $((FRESH_RSS_KIB / 1024)) MiB |
+| resident memory at rest, after the load runs | $((RSS_KIB / 1024)) MiB |
+| CPU time over 60 idle seconds | $IDLE_CPU_MS ms |
+TABLE
