@@ -198,6 +198,19 @@ describe('the API client', () => {
 		expect(response.headers).toContainEqual(['x-request-id', 'r1']);
 	});
 
+	it('the narrow lookup sends the exact query and maps "not addable" to an ApiError', async () => {
+		const { calls, fetchImpl } = mockFetch({
+			status: 404,
+			body: { error: { code: 'no_addable_user', message: 'no user with that exact name can be added' } }
+		});
+		const error = await createApi(fetchImpl)
+			.appMembers.lookup('shop', 'carol')
+			.catch((caught) => caught);
+		expect(calls[0]).toMatchObject({ url: '/api/v1/apps/shop/members/lookup', method: 'POST' });
+		expect(calls[0]?.body).toBe(JSON.stringify({ query: 'carol' }));
+		expect(error).toMatchObject({ status: 404, code: 'no_addable_user' });
+	});
+
 	it('never sends a body with GET', async () => {
 		const { calls, fetchImpl } = mockFetch({ status: 200, body: 'hi' });
 		await createApi(fetchImpl).endpoints.call('shop', 'hello', {
@@ -209,7 +222,7 @@ describe('the API client', () => {
 		expect(calls[0]).toMatchObject({ url: '/shop/hello', body: undefined });
 	});
 
-	it('the issue-4 namespaces are shaped like domains', async () => {
+	it('members and the user directory are shaped like domains', async () => {
 		const { calls, fetchImpl } = mockFetch(
 			{ status: 200, body: [] },
 			{ status: 201, body: {} },
@@ -219,10 +232,11 @@ describe('the API client', () => {
 		);
 		const api = createApi(fetchImpl);
 		await api.appMembers.list('shop');
-		await api.appMembers.add('shop', { user_id: 7, role: 'editor' });
+		await api.appMembers.add('shop', 'bob', 'editor');
 		await api.appMembers.changeRole('shop', 7, 'app_admin');
 		await api.appMembers.remove('shop', 7);
 		await api.admin.users.list();
+		expect(calls[1]?.body).toBe(JSON.stringify({ user: 'bob', role: 'editor' }));
 		expect(calls.map((call) => `${call.method} ${call.url}`)).toEqual([
 			'GET /api/v1/apps/shop/members',
 			'POST /api/v1/apps/shop/members',

@@ -5,9 +5,7 @@
  * {@link ApiError} carrying the server's `code` and `message`.
  *
  * The shapes below follow `crates/manager-core/src/api/` and the OpenAPI
- * document at `/api/v1/openapi.json`. The `appMembers` and `admin`
- * namespaces are typed after issue 4 (accounts and roles), whose routes the
- * server does **not serve yet**: calling them today answers `404`.
+ * document at `/api/v1/openapi.json`.
  */
 
 export type InstanceRole = 'member' | 'admin' | 'owner';
@@ -123,22 +121,26 @@ export interface CreatedToken extends ApiToken {
 	secret: string;
 }
 
-/** NOT SERVED YET (issue 4): one explicit member of an app. */
+/** One explicit member of an app (`GET /apps/{app}/members`). */
 export interface AppMember {
 	user_id: number;
 	username: string;
 	email: string;
 	instance_role: InstanceRole;
-	active: boolean;
-	role: AppRole;
+	app_role: AppRole;
 	joined_at: Timestamp;
+	/** Deactivated users keep their rows; the dashboard greys them out. */
+	active: boolean;
 }
 
-/** NOT SERVED YET (issue 4): the answer of the narrow user lookup. */
+/** The answer of the narrow lookup: all it reveals about a user. */
 export interface AddableUser {
-	id: number;
+	user_id: number;
 	username: string;
 }
+
+/** Who a member request names: a user id, a username or an e-mail address. */
+export type UserReference = number | string;
 
 /** A request sent to a script endpoint from the "try it" panel. */
 export interface EndpointRequest {
@@ -333,23 +335,23 @@ export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin
 			create: (name: string) => request<CreatedToken>('POST', '/tokens', { name }),
 			revoke: (id: number) => request<void>('DELETE', `/tokens/${id}`)
 		},
-		/**
-		 * NOT SERVED YET — issue 4 (accounts and roles). Shaped like `domains`;
-		 * the paths are the dashboard's proposal and may change with the issue.
-		 */
+		/** An app's explicit members; every route needs `my_role === 'app_admin'`. */
 		appMembers: {
 			list: (slug: string) => request<AppMember[]>('GET', `${app(slug)}/members`),
-			add: (slug: string, input: { user_id: number; role: AppRole }) =>
-				request<AppMember>('POST', `${app(slug)}/members`, input),
+			add: (slug: string, user: UserReference, role: AppRole) =>
+				request<AppMember>('POST', `${app(slug)}/members`, { user, role }),
 			changeRole: (slug: string, userId: number, role: AppRole) =>
 				request<AppMember>('PATCH', `${app(slug)}/members/${userId}`, { role }),
 			remove: (slug: string, userId: number) =>
 				request<void>('DELETE', `${app(slug)}/members/${userId}`),
-			/** The narrow lookup: one exact username or e-mail to an addable user, or 404. */
-			lookup: (slug: string, login: string) =>
-				request<AddableUser>('POST', `${app(slug)}/members/lookup`, { login })
+			/**
+			 * The narrow lookup for app admins who may not browse the directory:
+			 * one exact username or e-mail to an addable user, else `404 no_addable_user`.
+			 */
+			lookup: (slug: string, query: string) =>
+				request<AddableUser>('POST', `${app(slug)}/members/lookup`, { query })
 		},
-		/** NOT SERVED YET — issue 4: the user directory (`InstanceManageUsers`). */
+		/** The user directory and user management (`instance.manage_users`). */
 		admin: {
 			users: {
 				list: () => request<User[]>('GET', '/admin/users'),
@@ -357,7 +359,7 @@ export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin
 					username: string;
 					email: string;
 					password: string;
-					instance_role: InstanceRole;
+					instance_role?: InstanceRole;
 				}) => request<User>('POST', '/admin/users', input),
 				update: (id: number, input: { instance_role?: InstanceRole; active?: boolean }) =>
 					request<User>('PATCH', `/admin/users/${id}`, input)

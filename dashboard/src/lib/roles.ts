@@ -6,7 +6,7 @@
  * which controls are offered, so nobody is shown a button that must fail.
  * It mirrors `crates/manager-core/src/api/policy.rs`.
  */
-import type { AppRole, InstanceRole } from './api';
+import type { AppMember, AppRole, InstanceRole, User } from './api';
 
 export type AppTab = 'scripts' | 'logs' | 'domains' | 'members' | 'settings';
 
@@ -78,14 +78,56 @@ export function pickTab(role: AppRole, requested: string | null): AppTab {
 /** Instance permission names, as `GET /auth/me` lists them. */
 export const PERMISSION_CREATE_APP = 'app.create';
 export const PERMISSION_MANAGE_USERS = 'instance.manage_users';
+export const PERMISSION_MANAGE_OWNERS = 'instance.manage_owners';
 
 /** What a caller may do on the whole instance, from its `permissions`. */
 export function instanceAbilities(permissions: readonly string[]) {
 	return {
 		createApp: permissions.includes(PERMISSION_CREATE_APP),
 		/** Browse the user directory and manage users (Admin → Users). */
-		manageUsers: permissions.includes(PERMISSION_MANAGE_USERS)
+		manageUsers: permissions.includes(PERMISSION_MANAGE_USERS),
+		/** Make, change or deactivate owners. */
+		manageOwners: permissions.includes(PERMISSION_MANAGE_OWNERS)
 	};
+}
+
+/**
+ * How an app admin adds a member: callers who may browse the user directory
+ * pick from it; the others type an exact username or e-mail, resolved by the
+ * narrow lookup.
+ */
+export function memberAddMode(permissions: readonly string[]): 'directory' | 'lookup' {
+	return instanceAbilities(permissions).manageUsers ? 'directory' : 'lookup';
+}
+
+/** The users the directory dropdown offers: active `member`s not already on the app. */
+export function addableFromDirectory(users: readonly User[], members: readonly AppMember[]): User[] {
+	const onApp = new Set(members.map((member) => member.user_id));
+	return users.filter((user) => user.active && user.instance_role === 'member' && !onApp.has(user.id));
+}
+
+/** The role changes offered on a member's row, with their menu labels. */
+export function memberRoleChanges(current: AppRole): { role: AppRole; label: string }[] {
+	return GRANTABLE_APP_ROLES.filter((role) => role !== current).map((role) => ({
+		role,
+		label: `${atLeast(role, current) ? 'Promote' : 'Demote'} to ${APP_ROLE_LABELS[role]}`
+	}));
+}
+
+/** The instance roles a caller may give or take on `target` (none if it may not touch it). */
+export function instanceRoleChoices(permissions: readonly string[], target: User): InstanceRole[] {
+	const abilities = instanceAbilities(permissions);
+	if (!abilities.manageUsers) return [];
+	if (target.instance_role === 'owner' && !abilities.manageOwners) return [];
+	const all: InstanceRole[] = ['member', 'admin', 'owner'];
+	return all.filter((role) => abilities.manageOwners || role !== 'owner');
+}
+
+/** Whether a caller may deactivate or reactivate `target`. */
+export function mayToggleActive(permissions: readonly string[], callerId: number, target: User): boolean {
+	const abilities = instanceAbilities(permissions);
+	if (!abilities.manageUsers || target.id === callerId) return false;
+	return target.instance_role !== 'owner' || abilities.manageOwners;
 }
 
 /** The app roles an app admin may grant, least powerful first. */

@@ -162,9 +162,9 @@ test('add a domain, see a bad one refused, and remove it through the confirmatio
 	await page.getByText('No domains yet.').waitFor();
 });
 
-test('the Members tab says memberships are not served yet (issue 4)', async () => {
+test('the owner sees the Members tab, with no explicit members yet', async () => {
 	await page.getByRole('tab', { name: 'Members' }).click();
-	await page.getByText('does not manage app memberships yet').waitFor();
+	await page.getByText('No members yet.').waitFor();
 	await screenshot(page, '06-members');
 });
 
