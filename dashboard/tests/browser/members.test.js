@@ -98,6 +98,43 @@ test('as owner, promote bob to app admin through his row menu', async () => {
 	await screenshot(page, '10-members-owner');
 });
 
+test('as owner, deploy a script in team and make erin a viewer', async () => {
+	await page.locator('select[name="member-user"]').selectOption({ label: 'erin (erin@example.com)' });
+	await page.getByLabel('Role').selectOption('viewer');
+	await page.getByRole('button', { name: 'Add member' }).click();
+	await page.getByRole('status').filter({ hasText: 'erin is now viewer of team.' }).waitFor();
+	await page.getByRole('tab', { name: 'Scripts' }).click();
+	await page.getByLabel('New script').fill('hello');
+	await page.getByRole('button', { name: 'Start editing' }).click();
+	await page.getByRole('button', { name: 'Create and deploy' }).click();
+	await page.getByRole('status').filter({ hasText: 'Deployed version 1 of hello' }).waitFor();
+});
+
+test('as erin (a viewer), everything is read-only', async () => {
+	await logInAs('erin');
+	await page.getByRole('row', { name: /team/ }).locator('.chip.app.viewer').waitFor();
+	await openApp('team');
+	assert.deepEqual(await page.getByRole('tab').allInnerTexts(), ['Scripts', 'Logs', 'Domains', 'Settings']);
+	await page.getByRole('button', { name: /hello\s+v1 active/ }).click();
+	await page.locator('.cm-content[contenteditable="false"]').waitFor();
+	await page.getByText('You can read this script; editors and app admins deploy.').waitFor();
+	assert.equal(await page.getByRole('button', { name: /Deploy/ }).count(), 0);
+	assert.equal(await page.getByLabel('New script').count(), 0);
+	assert.equal(await page.getByRole('button', { name: 'Actions for hello' }).count(), 0);
+	// Viewers may still call the endpoint: it is public anyway.
+	await page.getByRole('button', { name: 'Send request' }).click();
+	await page.getByTestId('try-status').filter({ hasText: '200' }).waitFor();
+	await page.getByRole('tab', { name: 'Domains' }).click();
+	await page.getByText('Editors and app admins can add and remove domains.').waitFor();
+	assert.equal(await page.getByLabel('Host name').count(), 0);
+	await page.getByRole('tab', { name: 'Settings' }).click();
+	await page.getByRole('heading', { name: 'Settings', exact: true }).waitFor();
+	assert.equal(await page.getByRole('button', { name: 'Delete app…' }).count(), 0);
+	assert.equal(await page.getByRole('button', { name: 'Save name' }).count(), 0);
+	assert.equal(await page.getByRole('link', { name: 'Users' }).count(), 0);
+	await screenshot(page, '13-viewer-settings');
+});
+
 test('as bob (a member with app_admin), see Members and add carol by exact username', async () => {
 	await logInAs('bob');
 	await page.getByRole('row', { name: /team/ }).locator('.chip.app.app_admin').waitFor();
