@@ -14,11 +14,18 @@ fn bench_dir() -> std::path::PathBuf {
 }
 
 fn executor() -> Executor {
-    Executor::new(ExecutorConfig { cache_dir: bench_dir(), ..ExecutorConfig::default() }).unwrap()
+    Executor::new(ExecutorConfig {
+        cache_dir: bench_dir(),
+        ..ExecutorConfig::default()
+    })
+    .unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Warm invocation (checkout, call, return) against native Rhai doing the
@@ -33,11 +40,17 @@ fn warm(c: &mut Criterion) {
         let first = runtime.block_on(executor.invoke(&version, request.clone()));
         let guest_body = first.result.expect("benchmark script runs").body;
         let native = NativeReference::new(source);
-        assert_eq!(native.handle(&request), guest_body, "{name}: guest and native disagree");
+        assert_eq!(
+            native.handle(&request),
+            guest_body,
+            "{name}: guest and native disagree"
+        );
         group.bench_function(format!("{name}/guest"), |b| {
             b.iter(|| runtime.block_on(executor.invoke(&version, request.clone())))
         });
-        group.bench_function(format!("{name}/native"), |b| b.iter(|| native.handle(&request)));
+        group.bench_function(format!("{name}/native"), |b| {
+            b.iter(|| native.handle(&request))
+        });
     }
     group.finish();
 }
@@ -64,11 +77,25 @@ fn cold(c: &mut Criterion) {
 /// (pre-initialise and compile the guest).
 fn start(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_start");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     let cached = tempfile::tempdir().unwrap();
-    drop(Executor::new(ExecutorConfig { cache_dir: cached.path().into(), ..ExecutorConfig::default() }).unwrap());
+    drop(
+        Executor::new(ExecutorConfig {
+            cache_dir: cached.path().into(),
+            ..ExecutorConfig::default()
+        })
+        .unwrap(),
+    );
     group.bench_function("cached", |b| {
-        b.iter(|| Executor::new(ExecutorConfig { cache_dir: cached.path().into(), ..ExecutorConfig::default() }).unwrap())
+        b.iter(|| {
+            Executor::new(ExecutorConfig {
+                cache_dir: cached.path().into(),
+                ..ExecutorConfig::default()
+            })
+            .unwrap()
+        })
     });
     group.bench_function("uncached", |b| {
         b.iter_custom(|iterations| {
@@ -76,8 +103,11 @@ fn start(c: &mut Criterion) {
             for _ in 0..iterations {
                 let empty = tempfile::tempdir().unwrap();
                 let started = Instant::now();
-                let executor =
-                    Executor::new(ExecutorConfig { cache_dir: empty.path().into(), ..ExecutorConfig::default() }).unwrap();
+                let executor = Executor::new(ExecutorConfig {
+                    cache_dir: empty.path().into(),
+                    ..ExecutorConfig::default()
+                })
+                .unwrap();
                 total += started.elapsed();
                 drop(executor);
             }

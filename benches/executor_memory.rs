@@ -10,10 +10,17 @@ const MIB: f64 = 1024.0 * 1024.0;
 fn main() {
     // Criterion passes `--bench`; this harness ignores its arguments.
     let cache_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     let before_start = resident_bytes();
-    let executor = Executor::new(ExecutorConfig { cache_dir: cache_dir.clone(), ..ExecutorConfig::default() }).unwrap();
+    let executor = Executor::new(ExecutorConfig {
+        cache_dir: cache_dir.clone(),
+        ..ExecutorConfig::default()
+    })
+    .unwrap();
     let after_start = resident_bytes();
     println!(
         "executor started ({:?}, guest {:?}): resident {:.1} MiB (+{:.1} MiB)",
@@ -29,7 +36,10 @@ fn main() {
     let baseline = resident_bytes();
     for id in 0..count {
         let version = ScriptVersion::new(id + 1, "hello", SCRIPTS[0].1);
-        runtime.block_on(executor.invoke(&version, request.clone())).result.unwrap();
+        runtime
+            .block_on(executor.invoke(&version, request.clone()))
+            .result
+            .unwrap();
     }
     let per_instance = (resident_bytes() - baseline) / count;
     println!(
@@ -51,7 +61,10 @@ fn main() {
     for id in 0..1_000u64 {
         let (_, source) = SCRIPTS[(id % 2) as usize];
         let version = ScriptVersion::new(10_000 + id, "many", source);
-        runtime.block_on(executor.invoke(&version, request.clone())).result.unwrap();
+        runtime
+            .block_on(executor.invoke(&version, request.clone()))
+            .result
+            .unwrap();
     }
     let stats = executor.stats();
     println!(

@@ -16,8 +16,14 @@ pub const SCRIPTS: &[(&str, &str)] = &[
         #{ id: order.id, customer: order.customer.name, total: total, count: order.items.len() }
         "#,
     ),
-    ("loop_10k", "let sum = 0;\nfor i in 0..10000 { sum += i; }\nsum"),
-    ("fib_20", "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }\nfib(20)"),
+    (
+        "loop_10k",
+        "let sum = 0;\nfor i in 0..10000 { sum += i; }\nsum",
+    ),
+    (
+        "fib_20",
+        "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }\nfib(20)",
+    ),
 ];
 
 /// A typical small GET request.
@@ -27,7 +33,10 @@ pub fn sample_request() -> Request {
         path: "/bench/script".into(),
         subpath: String::new(),
         query: vec![("name".into(), "pi".into())],
-        headers: vec![("user-agent".into(), "bench".into()), ("accept".into(), "*/*".into())],
+        headers: vec![
+            ("user-agent".into(), "bench".into()),
+            ("accept".into(), "*/*".into()),
+        ],
         body: Vec::new(),
         request_id: "bench".into(),
     }
@@ -48,7 +57,10 @@ impl NativeReference {
         let mut engine = Engine::new();
         engine
             .set_max_call_levels(limits.max_call_levels as usize)
-            .set_max_expr_depths(limits.max_expr_depth as usize, limits.max_function_expr_depth as usize)
+            .set_max_expr_depths(
+                limits.max_expr_depth as usize,
+                limits.max_function_expr_depth as usize,
+            )
             .set_max_string_size(limits.max_string_size as usize)
             .set_max_array_size(limits.max_array_size as usize)
             .set_max_map_size(limits.max_map_size as usize)
@@ -74,11 +86,17 @@ impl NativeReference {
         map.insert("subpath".into(), request.subpath.clone().into());
         map.insert("query".into(), query.into());
         map.insert("headers".into(), headers.into());
-        map.insert("body".into(), String::from_utf8_lossy(&request.body).into_owned().into());
+        map.insert(
+            "body".into(),
+            String::from_utf8_lossy(&request.body).into_owned().into(),
+        );
         map.insert("id".into(), request.request_id.clone().into());
         let mut scope = Scope::new();
         scope.push_constant("request", Dynamic::from_map(map));
-        let value: Dynamic = self.engine.eval_ast_with_scope(&mut scope, &self.ast).expect("benchmark scripts run");
+        let value: Dynamic = self
+            .engine
+            .eval_ast_with_scope(&mut scope, &self.ast)
+            .expect("benchmark scripts run");
         if value.is_string() {
             value.into_string().unwrap().into_bytes()
         } else {
@@ -90,6 +108,10 @@ impl NativeReference {
 /// Resident set size of this process in bytes (Linux, from /proc).
 pub fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|field| field.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }

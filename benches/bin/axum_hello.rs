@@ -7,12 +7,17 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 async fn hello() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Hello, world!")
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Hello, world!",
+    )
 }
 
 #[tokio::main]
 async fn main() {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18081".into());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18081".into());
     let app = Router::new().fallback(hello);
     let listener = tokio::net::TcpListener::bind(&address).await.expect("bind");
     axum::serve(listener, app).await.expect("serve");

@@ -11,7 +11,12 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let workspace_root = manifest_dir.parent().unwrap().parent().unwrap().to_path_buf();
+    let workspace_root = manifest_dir
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let guest_dir = workspace_root.join("guest");
     let shared_dir = workspace_root.join("crates").join("shared");
 
@@ -30,7 +35,13 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&guest_dir)
-        .args(["build", "--release", "--target", "wasm32-wasip1", "--locked"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--locked",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     // Settings meant for the outer build must not leak into the guest's.
@@ -64,7 +75,11 @@ fn main() {
     );
 
     let wasm = target_dir.join("wasm32-wasip1/release/picloud_guest.wasm");
-    assert!(wasm.exists(), "the guest build did not produce {}", wasm.display());
+    assert!(
+        wasm.exists(),
+        "the guest build did not produce {}",
+        wasm.display()
+    );
     println!("cargo:rustc-env=PICLOUD_GUEST_WASM={}", wasm.display());
 }
 

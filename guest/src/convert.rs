@@ -24,11 +24,19 @@ pub fn register_response_api(engine: &mut Engine) {
             body,
         })
         .register_fn("response", |status: i64, body: Dynamic, headers: Map| {
-            ScriptResponse { status, headers, body }
+            ScriptResponse {
+                status,
+                headers,
+                body,
+            }
         })
         .register_get("status", |response: &mut ScriptResponse| response.status)
-        .register_get("headers", |response: &mut ScriptResponse| response.headers.clone())
-        .register_get("body", |response: &mut ScriptResponse| response.body.clone());
+        .register_get("headers", |response: &mut ScriptResponse| {
+            response.headers.clone()
+        })
+        .register_get("body", |response: &mut ScriptResponse| {
+            response.body.clone()
+        });
 }
 
 /// Builds the `request` constant a script sees.
@@ -43,7 +51,11 @@ pub fn request_to_dynamic(request: Request) -> Dynamic {
         // Repeated headers are joined as HTTP allows (RFC 9110, 5.3).
         match headers.get_mut(name.as_str()) {
             Some(existing) => {
-                let joined = format!("{}, {}", existing.clone().into_string().unwrap_or_default(), value);
+                let joined = format!(
+                    "{}, {}",
+                    existing.clone().into_string().unwrap_or_default(),
+                    value
+                );
                 *existing = joined.into();
             }
             None => {
@@ -96,7 +108,11 @@ fn too_large(limit: u32) -> ScriptError {
 }
 
 fn invalid(message: String) -> ScriptError {
-    ScriptError { kind: ScriptErrorKind::InvalidResponse, message, position: None }
+    ScriptError {
+        kind: ScriptErrorKind::InvalidResponse,
+        message,
+        position: None,
+    }
 }
 
 /// Encodes a body value; returns the bytes and the content type it implies.
@@ -119,14 +135,22 @@ fn encode_body(value: Dynamic, limit: u32) -> Result<(Vec<u8>, Option<&'static s
         return Ok((bytes, Some("application/octet-stream")));
     }
     if value.is_map() || value.is_array() || value.is_int() || value.is_float() || value.is_bool() {
-        let mut writer = LimitedWriter { bytes: Vec::new(), limit: limit as usize };
+        let mut writer = LimitedWriter {
+            bytes: Vec::new(),
+            limit: limit as usize,
+        };
         return match serde_json::to_writer(&mut writer, &value) {
             Ok(()) => Ok((writer.bytes, Some("application/json"))),
             Err(error) if error.is_io() => Err(too_large(limit)),
-            Err(error) => Err(invalid(format!("the result cannot be written as JSON: {error}"))),
+            Err(error) => Err(invalid(format!(
+                "the result cannot be written as JSON: {error}"
+            ))),
         };
     }
-    Err(invalid(format!("a value of type '{}' cannot be a response body", value.type_name())))
+    Err(invalid(format!(
+        "a value of type '{}' cannot be a response body",
+        value.type_name()
+    )))
 }
 
 /// Turns a script's result into a response.
@@ -156,14 +180,26 @@ pub fn dynamic_to_response(value: Dynamic, limit: u32) -> Result<Response, Scrip
         if let (false, Some(content_type)) = (has_content_type, content_type) {
             headers.push(("content-type".into(), content_type.into()));
         }
-        return Ok(Response { status, headers, body });
+        return Ok(Response {
+            status,
+            headers,
+            body,
+        });
     }
     if value.is_unit() {
-        return Ok(Response { status: 204, headers: Vec::new(), body: Vec::new() });
+        return Ok(Response {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        });
     }
     let (body, content_type) = encode_body(value, limit)?;
     let headers = content_type
         .map(|content_type| vec![("content-type".to_string(), content_type.to_string())])
         .unwrap_or_default();
-    Ok(Response { status: 200, headers, body })
+    Ok(Response {
+        status: 200,
+        headers,
+        body,
+    })
 }

@@ -246,7 +246,10 @@ fn run(guest: &mut Guest, request: Request) -> HandleOutcome {
     // be seen by the next request served by this instance.
     let mut scope = Scope::new();
     scope.push_constant("request", convert::request_to_dynamic(request));
-    match guest.engine.eval_ast_with_scope::<Dynamic>(&mut scope, script) {
+    match guest
+        .engine
+        .eval_ast_with_scope::<Dynamic>(&mut scope, script)
+    {
         Ok(value) => match convert::dynamic_to_response(value, guest.limits.max_response_bytes) {
             Ok(response) => HandleOutcome::Response(response),
             Err(error) => HandleOutcome::Error(error),
@@ -281,7 +284,11 @@ fn classify(error: EvalAltResult) -> ScriptError {
         Some(name) => format!("{message} (in call to function '{name}')"),
         None => message,
     };
-    ScriptError { kind, message, position }
+    ScriptError {
+        kind,
+        message,
+        position,
+    }
 }
 
 fn into_innermost(error: EvalAltResult) -> EvalAltResult {

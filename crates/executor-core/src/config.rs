@@ -172,8 +172,16 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             allocation: AllocationStrategy::Auto,
-            memory_reservation_bytes: if LARGE_ADDRESS_SPACE { 4 << 30 } else { 64 * MIB },
-            memory_guard_bytes: if LARGE_ADDRESS_SPACE { 32 * MIB } else { 64 * KIB },
+            memory_reservation_bytes: if LARGE_ADDRESS_SPACE {
+                4 << 30
+            } else {
+                64 * MIB
+            },
+            memory_guard_bytes: if LARGE_ADDRESS_SPACE {
+                32 * MIB
+            } else {
+                64 * KIB
+            },
             max_wasm_stack_bytes: 512 * KIB,
             epoch_tick_ms: 5,
             fuel_yield_interval: 1_000_000,
@@ -210,7 +218,10 @@ impl Default for ExecutorConfig {
                 deadline_ms: 30_000,
                 memory_bytes: 64 * MIB,
                 output_bytes: MIB,
-                rhai: RhaiLimits { max_operations: 0, ..default_limits.rhai },
+                rhai: RhaiLimits {
+                    max_operations: 0,
+                    ..default_limits.rhai
+                },
             },
             engine,
             pool: PoolConfig::default(),

@@ -88,14 +88,24 @@ pub(crate) fn build(config: &ExecutorConfig) -> Result<(Engine, Allocation), Sta
         )));
     }
     if engine_config.epoch_tick_ms == 0 {
-        return Err(StartError::Config("engine.epoch_tick_ms must be at least 1".into()));
+        return Err(StartError::Config(
+            "engine.epoch_tick_ms must be at least 1".into(),
+        ));
     }
-    if matches!(engine_config.allocation, AllocationStrategy::Auto | AllocationStrategy::Pooling) {
+    if matches!(
+        engine_config.allocation,
+        AllocationStrategy::Auto | AllocationStrategy::Pooling
+    ) {
         let mut wasm = base_config(config);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(config)));
         match Engine::new(&wasm) {
             Ok(engine) => {
-                return Ok((engine, Allocation::Pooling { slots: pool_slots(config) }));
+                return Ok((
+                    engine,
+                    Allocation::Pooling {
+                        slots: pool_slots(config),
+                    },
+                ));
             }
             Err(error) if engine_config.allocation == AllocationStrategy::Auto => {
                 let reserved = u64::from(pool_slots(config))
@@ -167,7 +177,9 @@ impl EpochTicker {
                         shared.parked.store(true, Ordering::SeqCst);
                         // Re-check under the lock: `enter` takes it before
                         // notifying, so a wake-up cannot be lost.
-                        while shared.active.load(Ordering::SeqCst) == 0 && !shared.shutdown.load(Ordering::SeqCst) {
+                        while shared.active.load(Ordering::SeqCst) == 0
+                            && !shared.shutdown.load(Ordering::SeqCst)
+                        {
                             guard = shared.wake.wait(guard).unwrap();
                         }
                         shared.parked.store(false, Ordering::SeqCst);
@@ -199,7 +211,9 @@ impl EpochTicker {
             let _guard = self.shared.lock.lock().unwrap();
             self.shared.wake.notify_one();
         }
-        ActiveInvocation { shared: self.shared.clone() }
+        ActiveInvocation {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Whether the ticker thread is parked (used by tests of idle behaviour).

@@ -144,11 +144,26 @@ impl InvokeError {
             InvokeError::FuelExhausted { .. } => "fuel_exhausted",
             InvokeError::DeadlineExceeded { .. } => "deadline_exceeded",
             InvokeError::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
-            InvokeError::ScriptLimit { limit: ScriptLimit::Operations, .. } => "operation_limit_exceeded",
-            InvokeError::ScriptLimit { limit: ScriptLimit::DataSize, .. } => "data_too_large",
-            InvokeError::ScriptLimit { limit: ScriptLimit::CallDepth, .. } => "call_depth_exceeded",
-            InvokeError::OutputLimitExceeded { kind: OutputKind::Log, .. } => "output_limit_exceeded",
-            InvokeError::OutputLimitExceeded { kind: OutputKind::Response, .. } => "response_too_large",
+            InvokeError::ScriptLimit {
+                limit: ScriptLimit::Operations,
+                ..
+            } => "operation_limit_exceeded",
+            InvokeError::ScriptLimit {
+                limit: ScriptLimit::DataSize,
+                ..
+            } => "data_too_large",
+            InvokeError::ScriptLimit {
+                limit: ScriptLimit::CallDepth,
+                ..
+            } => "call_depth_exceeded",
+            InvokeError::OutputLimitExceeded {
+                kind: OutputKind::Log,
+                ..
+            } => "output_limit_exceeded",
+            InvokeError::OutputLimitExceeded {
+                kind: OutputKind::Response,
+                ..
+            } => "response_too_large",
             InvokeError::InvalidResponse { .. } => "invalid_response",
             InvokeError::Trap { .. } => "trap",
             InvokeError::PoolExhausted { .. } => "pool_exhausted",
@@ -159,7 +174,9 @@ impl InvokeError {
     pub fn position(&self) -> Option<Position> {
         match self {
             InvokeError::Compile(error) => error.position,
-            InvokeError::Runtime { position, .. } | InvokeError::ScriptLimit { position, .. } => *position,
+            InvokeError::Runtime { position, .. } | InvokeError::ScriptLimit { position, .. } => {
+                *position
+            }
             _ => None,
         }
     }

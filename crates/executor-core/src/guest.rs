@@ -38,7 +38,9 @@ pub enum GuestOrigin {
 /// The cache key of the guest for this engine.
 fn cache_key(engine: &Engine) -> String {
     let mut engine_hasher = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hasher);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hasher);
     let mut digest = Sha256::new();
     digest.update(GUEST_WASM);
     digest.update(WASMTIME_VERSION.as_bytes());
@@ -49,7 +51,10 @@ fn cache_key(engine: &Engine) -> String {
 }
 
 fn cache_error(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
-    move |source| StartError::Cache { path: path.to_path_buf(), source }
+    move |source| StartError::Cache {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn file_digest(path: &Path) -> std::io::Result<String> {
@@ -108,14 +113,19 @@ pub(crate) fn load(engine: &Engine, cache_dir: &Path) -> Result<(Module, GuestOr
     // Load what was just written so the code is memory-mapped from the file
     // rather than kept in an anonymous allocation.
     // SAFETY: we wrote this file ourselves a moment ago with this engine.
-    let module = unsafe { Module::deserialize_file(engine, &module_path) }
-        .map_err(|error| StartError::Guest(format!("loading the compiled guest failed: {error}")))?;
+    let module = unsafe { Module::deserialize_file(engine, &module_path) }.map_err(|error| {
+        StartError::Guest(format!("loading the compiled guest failed: {error}"))
+    })?;
     Ok((module, GuestOrigin::Compiled))
 }
 
 /// `Ok(None)` when there is no cache file, `Err` when there is one that
 /// cannot be trusted.
-fn try_cached(engine: &Engine, module_path: &Path, digest_path: &Path) -> Result<Option<Module>, String> {
+fn try_cached(
+    engine: &Engine,
+    module_path: &Path,
+    digest_path: &Path,
+) -> Result<Option<Module>, String> {
     if !module_path.exists() {
         return Ok(None);
     }
@@ -134,7 +144,9 @@ fn try_cached(engine: &Engine, module_path: &Path, digest_path: &Path) -> Result
 }
 
 fn remove_stale(cache_dir: &Path, key: &str) {
-    let Ok(entries) = std::fs::read_dir(cache_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(cache_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };

@@ -94,7 +94,10 @@ const STDERR_CAP: usize = 4096;
 impl HostState {
     pub fn new(memory_limit_bytes: u64, output_limit: u64) -> HostState {
         HostState {
-            limiter: MemoryLimiter { limit_bytes: memory_limit_bytes, refused: false },
+            limiter: MemoryLimiter {
+                limit_bytes: memory_limit_bytes,
+                refused: false,
+            },
             output: Vec::new(),
             output_bytes: 0,
             output_limit,
@@ -147,7 +150,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(
         abi::IMPORT_MODULE,
         abi::IMPORT_OUTPUT,
-        |mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        |mut caller: Caller<'_, HostState>,
+         level: i32,
+         ptr: i32,
+         len: i32|
+         -> wasmtime::Result<()> {
             let state = caller.data();
             let len_bytes = len as u32 as u64;
             if state.output_bytes + len_bytes > state.output_limit {
@@ -168,7 +175,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(
         WASI,
         "fd_write",
-        |mut caller: Caller<'_, HostState>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32| -> wasmtime::Result<i32> {
+        |mut caller: Caller<'_, HostState>,
+         fd: i32,
+         iovs: i32,
+         iovs_len: i32,
+         nwritten: i32|
+         -> wasmtime::Result<i32> {
             if fd != 1 && fd != 2 {
                 return Ok(ERRNO_BADF);
             }
@@ -192,7 +204,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "random_get",
         |mut caller: Caller<'_, HostState>, buf: i32, len: i32| -> wasmtime::Result<i32> {
             let mut bytes = vec![0u8; (len as u32 as usize).min(1 << 16)];
-            getrandom::fill(&mut bytes).map_err(|error| wasmtime::format_err!("random source failed: {error}"))?;
+            getrandom::fill(&mut bytes)
+                .map_err(|error| wasmtime::format_err!("random source failed: {error}"))?;
             write_bytes(&mut caller, buf, &bytes)?;
             Ok(ERRNO_SUCCESS)
         },
@@ -200,7 +213,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(
         WASI,
         "clock_time_get",
-        |mut caller: Caller<'_, HostState>, clock: i32, _precision: i64, out: i32| -> wasmtime::Result<i32> {
+        |mut caller: Caller<'_, HostState>,
+         clock: i32,
+         _precision: i64,
+         out: i32|
+         -> wasmtime::Result<i32> {
             let nanos = match clock {
                 // Realtime and monotonic both come from the wall clock here:
                 // a monotonic clock only needs to be monotonic per instance
@@ -235,10 +252,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.func_wrap(WASI, "sched_yield", || -> i32 { ERRNO_SUCCESS })?;
     // Descriptors other than stdout/stderr do not exist.
     linker.func_wrap(WASI, "fd_close", |_: i32| -> i32 { ERRNO_BADF })?;
-    linker.func_wrap(WASI, "fd_fdstat_get", |_: i32, _: i32| -> i32 { ERRNO_BADF })?;
-    linker.func_wrap(WASI, "fd_prestat_get", |_: i32, _: i32| -> i32 { ERRNO_BADF })?;
-    linker.func_wrap(WASI, "fd_prestat_dir_name", |_: i32, _: i32, _: i32| -> i32 { ERRNO_BADF })?;
-    linker.func_wrap(WASI, "fd_seek", |_: i32, _: i64, _: i32, _: i32| -> i32 { ERRNO_BADF })?;
-    linker.func_wrap(WASI, "poll_oneoff", |_: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOSYS })?;
+    linker.func_wrap(WASI, "fd_fdstat_get", |_: i32, _: i32| -> i32 {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(WASI, "fd_prestat_get", |_: i32, _: i32| -> i32 {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(
+        WASI,
+        "fd_prestat_dir_name",
+        |_: i32, _: i32, _: i32| -> i32 { ERRNO_BADF },
+    )?;
+    linker.func_wrap(WASI, "fd_seek", |_: i32, _: i64, _: i32, _: i32| -> i32 {
+        ERRNO_BADF
+    })?;
+    linker.func_wrap(
+        WASI,
+        "poll_oneoff",
+        |_: i32, _: i32, _: i32, _: i32| -> i32 { ERRNO_NOSYS },
+    )?;
     Ok(())
 }

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use picloud_shared::{
-    HandleOutcome, LoadOutcome, LoadRequest, Request, Response, ScriptErrorKind, abi, decode, encode,
+    HandleOutcome, LoadOutcome, LoadRequest, Request, Response, ScriptErrorKind, abi, decode,
+    encode,
 };
 use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc};
 
@@ -55,13 +56,18 @@ impl WarmInstance {
         fuel_yield_interval: u64,
     ) -> Result<WarmInstance, InvokeError> {
         let engine = instance_pre.module().engine();
-        let mut store = Store::new(engine, HostState::new(limits.memory_bytes, limits.output_bytes));
+        let mut store = Store::new(
+            engine,
+            HostState::new(limits.memory_bytes, limits.output_bytes),
+        );
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
         store
             .fuel_async_yield_interval(Some(fuel_yield_interval))
             .map_err(|error| trap(format!("{error}")))?;
-        store.set_fuel(limits.fuel).map_err(|error| trap(format!("{error}")))?;
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|error| trap(format!("{error}")))?;
         store.set_epoch_deadline(ticker.ticks_for(limits.deadline()));
         let _active = ticker.enter();
 
@@ -69,7 +75,9 @@ impl WarmInstance {
             Ok(instance) => instance,
             Err(error) if store.data().limiter.refused => {
                 tracing::debug!(%error, "instantiation refused by the memory limit");
-                return Err(InvokeError::MemoryLimitExceeded { limit_bytes: limits.memory_bytes });
+                return Err(InvokeError::MemoryLimitExceeded {
+                    limit_bytes: limits.memory_bytes,
+                });
             }
             Err(error) => return Err(trap(format!("instantiation failed: {error}"))),
         };
@@ -92,7 +100,11 @@ impl WarmInstance {
             .map_err(|_| typed(abi::EXPORT_SCRATCH))?;
         let scratch = match scratch_export.call_async(&mut store, ()).await {
             Ok(packed) => abi::unpack(packed),
-            Err(error) => return Err(trap(format!("the guest's scratch buffer is unavailable: {error}"))),
+            Err(error) => {
+                return Err(trap(format!(
+                    "the guest's scratch buffer is unavailable: {error}"
+                )));
+            }
         };
         let mut warm = WarmInstance {
             store,
@@ -103,7 +115,10 @@ impl WarmInstance {
             poisoned: false,
             last_used: Instant::now(),
         };
-        let input = encode(&LoadRequest { source: source.to_string(), limits: limits.rhai });
+        let input = encode(&LoadRequest {
+            source: source.to_string(),
+            limits: limits.rhai,
+        });
         let output = match warm.call(load, &input).await {
             Ok(output) => output,
             Err(error) => return Err(warm.classify(error, limits)),
@@ -113,7 +128,9 @@ impl WarmInstance {
             Ok(LoadOutcome::CompileError { message, position }) => {
                 Err(InvokeError::Compile(CompileError { message, position }))
             }
-            Err(error) => Err(trap(format!("the guest's load answer is malformed: {error}"))),
+            Err(error) => Err(trap(format!(
+                "the guest's load answer is malformed: {error}"
+            ))),
         }
     }
 
@@ -124,7 +141,11 @@ impl WarmInstance {
         request: &Request,
         limits: &InvocationLimits,
         ticker: &EpochTicker,
-    ) -> (Result<Response, InvokeError>, Vec<OutputLine>, InvocationStats) {
+    ) -> (
+        Result<Response, InvokeError>,
+        Vec<OutputLine>,
+        InvocationStats,
+    ) {
         self.store.data_mut().begin_invocation();
         let mut stats = InvocationStats {
             fuel_limit: limits.fuel,
@@ -135,7 +156,8 @@ impl WarmInstance {
             self.poisoned = true;
             return (Err(trap(format!("{error}"))), Vec::new(), stats);
         }
-        self.store.set_epoch_deadline(ticker.ticks_for(limits.deadline()));
+        self.store
+            .set_epoch_deadline(ticker.ticks_for(limits.deadline()));
         let active = ticker.enter();
         let input = encode(request);
         let handle = self.handle.clone();
@@ -143,16 +165,19 @@ impl WarmInstance {
         drop(active);
         self.last_used = Instant::now();
 
-        stats.fuel_used = limits.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        stats.fuel_used = limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
         stats.memory_bytes = self.memory_bytes();
         let result = match called {
             Err(error) => Err(self.classify(error, limits)),
             Ok(output) => match decode::<HandleOutcome>(&output) {
                 Ok(HandleOutcome::Response(response)) => Ok(response),
                 Ok(HandleOutcome::Error(error)) => Err(match error.kind {
-                    ScriptErrorKind::Runtime => {
-                        InvokeError::Runtime { message: error.message, position: error.position }
-                    }
+                    ScriptErrorKind::Runtime => InvokeError::Runtime {
+                        message: error.message,
+                        position: error.position,
+                    },
                     ScriptErrorKind::TooManyOperations => InvokeError::ScriptLimit {
                         limit: ScriptLimit::Operations,
                         message: error.message,
@@ -172,9 +197,9 @@ impl WarmInstance {
                         kind: OutputKind::Response,
                         limit_bytes: u64::from(limits.rhai.max_response_bytes),
                     },
-                    ScriptErrorKind::InvalidResponse => {
-                        InvokeError::InvalidResponse { message: error.message }
-                    }
+                    ScriptErrorKind::InvalidResponse => InvokeError::InvalidResponse {
+                        message: error.message,
+                    },
                 }),
                 Err(error) => {
                     self.poisoned = true;
@@ -193,8 +218,13 @@ impl WarmInstance {
 
     /// Copies `input` into a fresh guest buffer, calls `function` with it and
     /// copies the packed output slice back out.
-    async fn call(&mut self, function: TypedFunc<(i32, i32), i64>, input: &[u8]) -> wasmtime::Result<Vec<u8>> {
-        let len = i32::try_from(input.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
+    async fn call(
+        &mut self,
+        function: TypedFunc<(i32, i32), i64>,
+        input: &[u8],
+    ) -> wasmtime::Result<Vec<u8>> {
+        let len =
+            i32::try_from(input.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
         let (scratch_ptr, scratch_capacity) = self.scratch;
         let ptr = if input.len() <= scratch_capacity as usize {
             scratch_ptr as i32
@@ -203,12 +233,17 @@ impl WarmInstance {
         };
         self.memory
             .write(&mut self.store, ptr as u32 as usize, input)
-            .map_err(|_| wasmtime::format_err!("the guest returned an input buffer outside its memory"))?;
+            .map_err(|_| {
+                wasmtime::format_err!("the guest returned an input buffer outside its memory")
+            })?;
         let packed = function.call_async(&mut self.store, (ptr, len)).await?;
         let (out_ptr, out_len) = abi::unpack(packed);
         let data = self.memory.data(&self.store);
         let start = out_ptr as usize;
-        match start.checked_add(out_len as usize).and_then(|end| data.get(start..end)) {
+        match start
+            .checked_add(out_len as usize)
+            .and_then(|end| data.get(start..end))
+        {
             Some(bytes) => Ok(bytes.to_vec()),
             None => wasmtime::bail!("the guest returned an output buffer outside its memory"),
         }
@@ -218,14 +253,23 @@ impl WarmInstance {
     fn classify(&mut self, error: wasmtime::Error, limits: &InvocationLimits) -> InvokeError {
         self.poisoned = true;
         if let Some(OutputCapReached(kind)) = error.downcast_ref::<OutputCapReached>() {
-            return InvokeError::OutputLimitExceeded { kind: *kind, limit_bytes: limits.output_bytes };
+            return InvokeError::OutputLimitExceeded {
+                kind: *kind,
+                limit_bytes: limits.output_bytes,
+            };
         }
         if self.store.data().limiter.refused {
-            return InvokeError::MemoryLimitExceeded { limit_bytes: limits.memory_bytes };
+            return InvokeError::MemoryLimitExceeded {
+                limit_bytes: limits.memory_bytes,
+            };
         }
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => return InvokeError::FuelExhausted { limit: limits.fuel },
-            Some(Trap::Interrupt) => return InvokeError::DeadlineExceeded { limit: limits.deadline() },
+            Some(Trap::Interrupt) => {
+                return InvokeError::DeadlineExceeded {
+                    limit: limits.deadline(),
+                };
+            }
             Some(Trap::StackOverflow) => {
                 return trap("the script overflowed the WebAssembly stack".into());
             }
@@ -234,8 +278,14 @@ impl WarmInstance {
         if let Some(GuestExited(code)) = error.downcast_ref::<GuestExited>() {
             return trap(format!("the guest exited with code {code}"));
         }
-        let stderr = String::from_utf8_lossy(&self.store.data().stderr).trim().to_string();
-        let message = if stderr.is_empty() { format!("{error}") } else { format!("{error}: {stderr}") };
+        let stderr = String::from_utf8_lossy(&self.store.data().stderr)
+            .trim()
+            .to_string();
+        let message = if stderr.is_empty() {
+            format!("{error}")
+        } else {
+            format!("{error}: {stderr}")
+        };
         trap(message)
     }
 }

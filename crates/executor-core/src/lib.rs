@@ -46,7 +46,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, InstancePre, Linker};
 
-pub use crate::config::{AllocationStrategy, EngineConfig, ExecutorConfig, InvocationLimits, PoolConfig};
+pub use crate::config::{
+    AllocationStrategy, EngineConfig, ExecutorConfig, InvocationLimits, PoolConfig,
+};
 pub use crate::engine::Allocation;
 pub use crate::error::{CompileError, InvokeError, OutputKind, Position, ScriptLimit, StartError};
 pub use crate::guest::GuestOrigin;
@@ -185,7 +187,10 @@ impl Executor {
             .map_err(|error| StartError::Guest(format!("{error}")))?;
         check_abi_version(&engine, &instance_pre)?;
 
-        let ticker = EpochTicker::start(engine.clone(), Duration::from_millis(config.engine.epoch_tick_ms));
+        let ticker = EpochTicker::start(
+            engine.clone(),
+            Duration::from_millis(config.engine.epoch_tick_ms),
+        );
         let warm_total = Arc::new(AtomicUsize::new(0));
         let counters = Arc::new(Counters::default());
         let listener_warm_total = warm_total.clone();
@@ -196,7 +201,9 @@ impl Executor {
                 pool.retired.store(true, Ordering::SeqCst);
                 let drained = std::mem::take(&mut *pool.idle.lock().unwrap());
                 listener_warm_total.fetch_sub(drained.len(), Ordering::SeqCst);
-                listener_counters.instances_evicted.fetch_add(drained.len() as u64, Ordering::Relaxed);
+                listener_counters
+                    .instances_evicted
+                    .fetch_add(drained.len() as u64, Ordering::Relaxed);
             })
             .build();
         let inner = Arc::new(Inner {
@@ -209,7 +216,10 @@ impl Executor {
             pools,
             warm_total,
             counters,
-            reaper: Arc::new(ReaperSignal { state: Mutex::new(false), wake: Condvar::new() }),
+            reaper: Arc::new(ReaperSignal {
+                state: Mutex::new(false),
+                wake: Condvar::new(),
+            }),
         });
         start_reaper(&inner);
         Ok(Executor { inner })
@@ -227,7 +237,10 @@ impl Executor {
 
     /// The file the compiled guest is cached in.
     pub fn guest_cache_file(&self) -> std::path::PathBuf {
-        guest::cache_file(self.inner.instance_pre.module().engine(), &self.inner.config.cache_dir)
+        guest::cache_file(
+            self.inner.instance_pre.module().engine(),
+            &self.inner.config.cache_dir,
+        )
     }
 
     /// Whether the epoch ticker thread is parked: true shortly after the last
@@ -308,7 +321,10 @@ impl Executor {
         let (mut instance, cold_start) = match popped {
             Some(instance) => {
                 self.inner.warm_total.fetch_sub(1, Ordering::SeqCst);
-                self.inner.counters.warm_starts.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .warm_starts
+                    .fetch_add(1, Ordering::Relaxed);
                 (instance, false)
             }
             None => match self.create_instance(&script.source, &script.limits).await {
@@ -316,11 +332,17 @@ impl Executor {
                 Err(error) => return failed(error, true),
             },
         };
-        let (result, output, mut stats) = instance.handle(&request, &script.limits, &self.inner.ticker).await;
+        let (result, output, mut stats) = instance
+            .handle(&request, &script.limits, &self.inner.ticker)
+            .await;
         stats.cold_start = cold_start;
         stats.duration = started.elapsed();
         self.give_back(&pool, instance);
-        Invocation { result, output, stats }
+        Invocation {
+            result,
+            output,
+            stats,
+        }
     }
 
     async fn acquire_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
@@ -339,12 +361,22 @@ impl Executor {
 
     fn pool(&self, version_id: u64) -> Arc<ScriptPool> {
         self.inner.pools.get_with(version_id, || {
-            Arc::new(ScriptPool { idle: Mutex::new(Vec::new()), retired: Default::default() })
+            Arc::new(ScriptPool {
+                idle: Mutex::new(Vec::new()),
+                retired: Default::default(),
+            })
         })
     }
 
-    async fn create_instance(&self, source: &str, limits: &InvocationLimits) -> Result<WarmInstance, InvokeError> {
-        self.inner.counters.instances_created.fetch_add(1, Ordering::Relaxed);
+    async fn create_instance(
+        &self,
+        source: &str,
+        limits: &InvocationLimits,
+    ) -> Result<WarmInstance, InvokeError> {
+        self.inner
+            .counters
+            .instances_created
+            .fetch_add(1, Ordering::Relaxed);
         WarmInstance::create(
             &self.inner.instance_pre,
             source,
@@ -361,16 +393,23 @@ impl Executor {
         let inner = &self.inner;
         let config = &inner.config.pool;
         if instance.poisoned || instance.memory_bytes() > config.recycle_memory_bytes {
-            inner.counters.instances_discarded.fetch_add(1, Ordering::Relaxed);
+            inner
+                .counters
+                .instances_discarded
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         let mut idle = pool.idle.lock().unwrap();
-        let global_room = inner.warm_total.load(Ordering::SeqCst) < config.max_warm_instances as usize;
+        let global_room =
+            inner.warm_total.load(Ordering::SeqCst) < config.max_warm_instances as usize;
         if pool.retired.load(Ordering::SeqCst)
             || idle.len() >= config.max_warm_per_script as usize
             || !global_room
         {
-            inner.counters.instances_evicted.fetch_add(1, Ordering::Relaxed);
+            inner
+                .counters
+                .instances_evicted
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         idle.push(instance);
@@ -382,20 +421,31 @@ impl Executor {
     }
 }
 
-fn check_abi_version(engine: &Engine, instance_pre: &InstancePre<HostState>) -> Result<(), StartError> {
+fn check_abi_version(
+    engine: &Engine,
+    instance_pre: &InstancePre<HostState>,
+) -> Result<(), StartError> {
     let mut store = wasmtime::Store::new(engine, HostState::new(u64::MAX, 0));
-    store.set_fuel(1_000_000).map_err(|error| StartError::Guest(format!("{error}")))?;
+    store
+        .set_fuel(1_000_000)
+        .map_err(|error| StartError::Guest(format!("{error}")))?;
     // No ticker runs here, so no deadline is ever reached; fuel bounds the call.
     store.set_epoch_deadline(u64::MAX / 2);
     // A synchronous call is fine here: the export touches no host function.
     let found = futures_lite_block_on(async {
         let instance = instance_pre.instantiate_async(&mut store).await?;
-        let version = instance.get_typed_func::<(), i32>(&mut store, picloud_shared::abi::EXPORT_ABI_VERSION)?;
+        let version = instance
+            .get_typed_func::<(), i32>(&mut store, picloud_shared::abi::EXPORT_ABI_VERSION)?;
         version.call_async(&mut store, ()).await
     })
-    .map_err(|error| StartError::Guest(format!("cannot read the guest's ABI version: {error:?}")))?;
+    .map_err(|error| {
+        StartError::Guest(format!("cannot read the guest's ABI version: {error:?}"))
+    })?;
     if found != picloud_shared::abi::ABI_VERSION {
-        return Err(StartError::AbiMismatch { expected: picloud_shared::abi::ABI_VERSION, found });
+        return Err(StartError::AbiMismatch {
+            expected: picloud_shared::abi::ABI_VERSION,
+            found,
+        });
     }
     Ok(())
 }
@@ -440,7 +490,10 @@ fn start_reaper(inner: &Arc<Inner>) {
                     let dropped = before - idle.len();
                     if dropped > 0 {
                         inner.warm_total.fetch_sub(dropped, Ordering::SeqCst);
-                        inner.counters.instances_evicted.fetch_add(dropped as u64, Ordering::Relaxed);
+                        inner
+                            .counters
+                            .instances_evicted
+                            .fetch_add(dropped as u64, Ordering::Relaxed);
                     }
                 }
                 inner.pools.run_pending_tasks();

@@ -81,7 +81,11 @@ where
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
-                let service = TowerToHyperService::new(router.clone());
+                // Handlers may extract the client's address (`ConnectInfo`),
+                // for example to rate-limit log-in attempts per address.
+                let service = TowerToHyperService::new(
+                    router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+                );
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 connections.spawn(async move {
                     if let Err(error) = connection.await {

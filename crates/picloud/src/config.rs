@@ -32,6 +32,10 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Log lines as `human` text or `json`. Default `human`.
     pub log_format: LogFormat,
+    /// The built web dashboard (the output of `npm run build` in
+    /// `dashboard/`), served at `/dashboard/`. Default: `./dashboard/build`
+    /// when that folder exists, so `cargo run` from a checkout serves it.
+    pub dashboard_dir: Option<PathBuf>,
     /// The owner account created on first start.
     pub owner: OwnerConfig,
     /// The management API.
@@ -51,6 +55,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             log_format: LogFormat::Human,
+            dashboard_dir: None,
             owner: OwnerConfig::default(),
             api: ApiSettings::default(),
             executor: ExecutorConfig::default(),
@@ -125,6 +130,8 @@ pub struct Overrides {
     pub owner_username: Option<String>,
     /// `--cache-dir` / `PICLOUD_CACHE_DIR`.
     pub cache_dir: Option<PathBuf>,
+    /// `--dashboard-dir` / `PICLOUD_DASHBOARD_DIR`.
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -180,6 +187,9 @@ impl Config {
         if let Some(username) = overrides.owner_username {
             self.owner.username = username;
         }
+        if let Some(dashboard_dir) = overrides.dashboard_dir {
+            self.dashboard_dir = Some(dashboard_dir);
+        }
         match overrides.cache_dir {
             Some(cache_dir) => self.executor.cache_dir = cache_dir,
             // The cache follows the data directory unless it was set itself.
@@ -195,6 +205,18 @@ impl Config {
             anyhow::bail!("public_url must start with http:// or https://, not `{public_url}`");
         }
         Ok(())
+    }
+
+    /// The dashboard folder to serve: the configured one, or
+    /// `./dashboard/build` when it exists.
+    pub fn dashboard_dir(&self) -> Option<PathBuf> {
+        match &self.dashboard_dir {
+            Some(directory) => Some(directory.clone()),
+            None => {
+                let default = PathBuf::from("dashboard/build");
+                default.join("index.html").exists().then_some(default)
+            }
+        }
     }
 
     /// The database URL, defaulting to an SQLite file in the data directory.

@@ -8,6 +8,7 @@
 
 mod cli;
 mod config;
+mod dashboard;
 mod server;
 mod wiring;
 
@@ -69,6 +70,9 @@ struct ServeArguments {
     /// Where the compiled sandbox is cached.
     #[arg(long, env = "PICLOUD_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// The built dashboard (`dashboard/build`), served at `/dashboard/`.
+    #[arg(long, env = "PICLOUD_DASHBOARD_DIR")]
+    dashboard_dir: Option<PathBuf>,
     /// `human` or `json` log lines.
     #[arg(long, env = "PICLOUD_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -119,6 +123,7 @@ async fn run_server(arguments: ServeArguments) -> ExitCode {
         log_format: arguments.log_format,
         owner_username: arguments.owner_username,
         cache_dir: arguments.cache_dir,
+        dashboard_dir: arguments.dashboard_dir,
     };
     let config = match Config::load(arguments.config.as_deref(), overrides) {
         Ok(config) => config,

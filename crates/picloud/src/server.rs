@@ -107,6 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let router = api_router(api)
         .merge(health_router(store.clone()))
+        .merge(crate::dashboard::router(config.dashboard_dir().as_deref()))
         .merge(ingress_router(ingress));
 
     let session_sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));

@@ -9,7 +9,11 @@ fn config(cache_dir: &std::path::Path) -> ExecutorConfig {
     ExecutorConfig {
         cache_dir: cache_dir.to_path_buf(),
         // Small pools: these executors only live for this test.
-        pool: PoolConfig { max_concurrent_invocations: 4, max_warm_instances: 4, ..PoolConfig::default() },
+        pool: PoolConfig {
+            max_concurrent_invocations: 4,
+            max_warm_instances: 4,
+            ..PoolConfig::default()
+        },
         ..ExecutorConfig::default()
     }
 }
@@ -26,12 +30,18 @@ async fn the_guest_is_compiled_once_then_loaded_from_the_cache() {
 
     let second = Executor::new(config(directory.path())).unwrap();
     assert_eq!(second.guest_origin(), GuestOrigin::Cache);
-    assert_eq!(body(&second.invoke(&script("40 + 2"), get("/")).await), "42");
+    assert_eq!(
+        body(&second.invoke(&script("40 + 2"), get("/")).await),
+        "42"
+    );
     drop(second);
 
     // Truncate the cache file: the next start must notice and rebuild.
     let length = std::fs::metadata(&cache_file).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&cache_file).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cache_file)
+        .unwrap();
     file.set_len(length / 2).unwrap();
     drop(file);
     let third = Executor::new(config(directory.path())).unwrap();

@@ -14,7 +14,11 @@ fn request_from(value: &Value) -> Request {
     let pairs = |key: &str| -> Vec<(String, String)> {
         value[key]
             .as_object()
-            .map(|map| map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+            .map(|map| {
+                map.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Request {
@@ -32,7 +36,10 @@ fn request_from(value: &Value) -> Request {
 async fn script_cases() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
     let bless = std::env::var_os("PICLOUD_BLESS").is_some();
-    let mut folders: Vec<_> = std::fs::read_dir(&root).unwrap().map(|entry| entry.unwrap().path()).collect();
+    let mut folders: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
     folders.sort();
     assert!(folders.len() >= 5, "the case folders are missing");
     let mut failures = Vec::new();
@@ -52,7 +59,10 @@ async fn script_cases() {
                     "headers": response.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
                     "body": body,
                 });
-                ("expected.json", serde_json::to_string_pretty(&actual).unwrap() + "\n")
+                (
+                    "expected.json",
+                    serde_json::to_string_pretty(&actual).unwrap() + "\n",
+                )
             }
             Err(error) => ("error.txt", format!("{}\n{}\n", error.code(), error)),
         };

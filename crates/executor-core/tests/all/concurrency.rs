@@ -8,7 +8,9 @@ async fn concurrent_invocations_are_not_mixed_up() {
     let scripts = [
         script(r#"`a:${request.query.n}`"#),
         script(r#"let n = parse_int(request.query.n); `b:${n * n}`"#),
-        script(r#"let n = parse_int(request.query.n); let s = 0; for i in 0..n { s += i; } `c:${s}`"#),
+        script(
+            r#"let n = parse_int(request.query.n); let s = 0; for i in 0..n { s += i; } `c:${s}`"#,
+        ),
     ];
     let expected = |which: usize, n: i64| match which {
         0 => format!("a:{n}"),
@@ -29,8 +31,14 @@ async fn concurrent_invocations_are_not_mixed_up() {
     for task in tasks {
         let (which, n, invocation) = task.await.unwrap();
         let response = invocation.result.expect("every invocation succeeds");
-        assert_eq!(String::from_utf8(response.body).unwrap(), expected(which, n));
+        assert_eq!(
+            String::from_utf8(response.body).unwrap(),
+            expected(which, n)
+        );
     }
     let stats = executor().stats();
-    assert!(stats.warm_starts > 0, "warm instances should have been reused: {stats:?}");
+    assert!(
+        stats.warm_starts > 0,
+        "warm instances should have been reused: {stats:?}"
+    );
 }

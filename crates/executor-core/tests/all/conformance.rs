@@ -17,10 +17,15 @@ fn native(source: &str) -> (String, Vec<String>) {
     let limits = picloud_executor_core::RhaiLimits::default();
     engine
         .set_max_call_levels(limits.max_call_levels as usize)
-        .set_max_expr_depths(limits.max_expr_depth as usize, limits.max_function_expr_depth as usize);
+        .set_max_expr_depths(
+            limits.max_expr_depth as usize,
+            limits.max_function_expr_depth as usize,
+        );
     let sink = printed.clone();
     engine.on_print(move |text| sink.lock().unwrap().push(text.to_string()));
-    let value: rhai::Dynamic = engine.eval(source).unwrap_or_else(|error| panic!("native rhai failed: {error}"));
+    let value: rhai::Dynamic = engine
+        .eval(source)
+        .unwrap_or_else(|error| panic!("native rhai failed: {error}"));
     let rendered = if value.is_string() {
         value.into_string().unwrap()
     } else {
@@ -36,7 +41,10 @@ async fn guest_and_native_rhai_agree() {
     let mut files: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "rhai"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "rhai")
+        })
         .collect();
     files.sort();
     assert!(files.len() >= 10, "the conformance scripts are missing");
@@ -48,8 +56,16 @@ async fn guest_and_native_rhai_agree() {
         let response = invocation
             .result
             .unwrap_or_else(|error| panic!("{name}: the guest failed: {error}"));
-        assert_eq!(String::from_utf8_lossy(&response.body), expected, "{name}: results differ");
-        let lines: Vec<_> = invocation.output.iter().map(|line| line.text.clone()).collect();
+        assert_eq!(
+            String::from_utf8_lossy(&response.body),
+            expected,
+            "{name}: results differ"
+        );
+        let lines: Vec<_> = invocation
+            .output
+            .iter()
+            .map(|line| line.text.clone())
+            .collect();
         assert_eq!(lines, expected_lines, "{name}: printed output differs");
     }
 }

@@ -34,7 +34,11 @@ fn cases() -> Vec<Case> {
         Case {
             name: "a CPU loop past a short deadline",
             source: "let x = 0; loop { x += 1; }".into(),
-            limits: InvocationLimits { fuel: u64::MAX / 4, deadline_ms: 200, ..default },
+            limits: InvocationLimits {
+                fuel: u64::MAX / 4,
+                deadline_ms: 200,
+                ..default
+            },
             expect: |error| matches!(error, InvokeError::DeadlineExceeded { .. }),
         },
         Case {
@@ -42,28 +46,56 @@ fn cases() -> Vec<Case> {
             source: "fn down(n) { down(n + 1) }\ndown(0)".into(),
             limits: default,
             expect: |error| {
-                matches!(error, InvokeError::ScriptLimit { limit: ScriptLimit::CallDepth, position: Some(_), .. })
+                matches!(
+                    error,
+                    InvokeError::ScriptLimit {
+                        limit: ScriptLimit::CallDepth,
+                        position: Some(_),
+                        ..
+                    }
+                )
             },
         },
         Case {
             name: "doubling a string forever",
             source: "let s = \"x\";\nloop { s += s; }".into(),
             limits: default,
-            expect: |error| matches!(error, InvokeError::ScriptLimit { limit: ScriptLimit::DataSize, .. }),
+            expect: |error| {
+                matches!(
+                    error,
+                    InvokeError::ScriptLimit {
+                        limit: ScriptLimit::DataSize,
+                        ..
+                    }
+                )
+            },
         },
         Case {
             name: "allocating a huge array",
             source: "let a = [];\na.pad(1_000_000_000, 0);\na.len()".into(),
             limits: default,
-            expect: |error| matches!(error, InvokeError::ScriptLimit { limit: ScriptLimit::DataSize, .. }),
+            expect: |error| {
+                matches!(
+                    error,
+                    InvokeError::ScriptLimit {
+                        limit: ScriptLimit::DataSize,
+                        ..
+                    }
+                )
+            },
         },
         Case {
             name: "filling memory with strings",
-            source: "let keep = [];\nlet s = \"\";\ns.pad(500000, 'x');\nloop { keep.push(s + \"!\"); }".into(),
+            source:
+                "let keep = [];\nlet s = \"\";\ns.pad(500000, 'x');\nloop { keep.push(s + \"!\"); }"
+                    .into(),
             // Rhai's size limits raised so that the memory limit is what stops it.
             limits: InvocationLimits {
                 memory_bytes: 8 << 20,
-                rhai: picloud_executor_core::RhaiLimits { max_string_size: 1 << 30, ..default.rhai },
+                rhai: picloud_executor_core::RhaiLimits {
+                    max_string_size: 1 << 30,
+                    ..default.rhai
+                },
                 ..default
             },
             expect: |error| matches!(error, InvokeError::MemoryLimitExceeded { .. }),
@@ -76,35 +108,51 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "a 10 MB result",
-            source: "let s = \"x\";\nfor i in 0..20 { s += s; }\n[s, s, s, s, s, s, s, s, s, s]".into(),
+            source: "let s = \"x\";\nfor i in 0..20 { s += s; }\n[s, s, s, s, s, s, s, s, s, s]"
+                .into(),
             // Rhai's string limit raised so that the response limit is what stops it.
             limits: InvocationLimits {
-                rhai: picloud_executor_core::RhaiLimits { max_string_size: 1 << 30, ..default.rhai },
+                rhai: picloud_executor_core::RhaiLimits {
+                    max_string_size: 1 << 30,
+                    ..default.rhai
+                },
                 ..default
             },
-            expect: |error| matches!(error, InvokeError::OutputLimitExceeded { kind: OutputKind::Response, .. }),
+            expect: |error| {
+                matches!(
+                    error,
+                    InvokeError::OutputLimitExceeded {
+                        kind: OutputKind::Response,
+                        ..
+                    }
+                )
+            },
         },
         Case {
             name: "print in a tight loop",
             source: "loop { print(\"spam spam spam\"); }".into(),
             limits: default,
-            expect: |error| matches!(error, InvokeError::OutputLimitExceeded { kind: OutputKind::Log, .. }),
+            expect: |error| {
+                matches!(
+                    error,
+                    InvokeError::OutputLimitExceeded {
+                        kind: OutputKind::Log,
+                        ..
+                    }
+                )
+            },
         },
         Case {
             name: "a syntax error",
             source: "let x = ;".into(),
             limits: default,
-            expect: |error| {
-                matches!(error, InvokeError::Compile(e) if e.position.is_some_and(|p| p.line == 1 && p.column > 0))
-            },
+            expect: |error| matches!(error, InvokeError::Compile(e) if e.position.is_some_and(|p| p.line == 1 && p.column > 0)),
         },
         Case {
             name: "a runtime type error",
             source: "let a = 42;\nlet b = a.len();\nb".into(),
             limits: default,
-            expect: |error| {
-                matches!(error, InvokeError::Runtime { position: Some(p), .. } if p.line == 2)
-            },
+            expect: |error| matches!(error, InvokeError::Runtime { position: Some(p), .. } if p.line == 2),
         },
     ]
 }
@@ -123,10 +171,18 @@ async fn run_case(case: &Case) -> (InvokeError, Duration) {
 async fn each_hostile_script_ends_in_its_own_error() {
     for case in cases() {
         let (error, elapsed) = run_case(&case).await;
-        assert!((case.expect)(&error), "{}: unexpected error {error:?}", case.name);
+        assert!(
+            (case.expect)(&error),
+            "{}: unexpected error {error:?}",
+            case.name
+        );
         // Every case is stopped by a limit well before a human would notice;
         // this is a sanity bound, not a benchmark.
-        assert!(elapsed < Duration::from_secs(20), "{} took {elapsed:?}", case.name);
+        assert!(
+            elapsed < Duration::from_secs(20),
+            "{} took {elapsed:?}",
+            case.name
+        );
     }
 }
 
@@ -155,7 +211,10 @@ async fn a_normal_script_keeps_being_served_meanwhile() {
     }
     let results = hostile.await.unwrap();
     assert_eq!(results.len(), cases().len());
-    assert!(served > 10, "the normal script was served only {served} times");
+    assert!(
+        served > 10,
+        "the normal script was served only {served} times"
+    );
 }
 
 #[tokio::test]
@@ -165,9 +224,15 @@ async fn a_trapped_instance_is_discarded_not_reused() {
     spin.query = vec![("spin".into(), "yes".into())];
     let before = executor().stats().instances_discarded;
     let failed = executor().invoke(&version, spin).await;
-    assert!(matches!(failed.result, Err(InvokeError::FuelExhausted { .. })));
+    assert!(matches!(
+        failed.result,
+        Err(InvokeError::FuelExhausted { .. })
+    ));
     assert!(executor().stats().instances_discarded > before);
     let next = executor().invoke(&version, get("/")).await;
     assert_eq!(body(&next), "fine");
-    assert!(next.stats.cold_start, "the next request must get a fresh instance");
+    assert!(
+        next.stats.cold_start,
+        "the next request must get a fresh instance"
+    );
 }

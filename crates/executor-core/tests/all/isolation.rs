@@ -25,10 +25,15 @@ async fn a_previous_requests_data_is_invisible() {
         seen
         "#,
     );
-    let first = executor().invoke(&version, with_query("secret", "hunter2")).await;
+    let first = executor()
+        .invoke(&version, with_query("secret", "hunter2"))
+        .await;
     assert_eq!(body(&first), "nothing");
     let second = executor().invoke(&version, get("/")).await;
-    assert!(!second.stats.cold_start, "the second request must reuse the warm instance");
+    assert!(
+        !second.stats.cold_start,
+        "the second request must reuse the warm instance"
+    );
     assert_eq!(body(&second), "nothing");
 }
 
@@ -42,7 +47,9 @@ async fn closures_capture_nothing_from_earlier_requests() {
         "#,
     );
     for index in 0..5 {
-        let invocation = executor().invoke(&version, with_query("value", &index.to_string())).await;
+        let invocation = executor()
+            .invoke(&version, with_query("value", &index.to_string()))
+            .await;
         assert_eq!(body(&invocation), "1");
     }
 }
@@ -50,7 +57,9 @@ async fn closures_capture_nothing_from_earlier_requests() {
 #[tokio::test]
 async fn constants_and_functions_are_per_script() {
     let first = script("const SECRET = \"alpha\";\nfn tell() { global::SECRET }\ntell()");
-    let second = script("if is_def_fn(\"tell\", 0) { tell() } else if is_def_var(\"SECRET\") { SECRET } else { \"clean\" }");
+    let second = script(
+        "if is_def_fn(\"tell\", 0) { tell() } else if is_def_var(\"SECRET\") { SECRET } else { \"clean\" }",
+    );
     assert_eq!(body(&executor().invoke(&first, get("/")).await), "alpha");
     for _ in 0..3 {
         assert_eq!(body(&executor().invoke(&second, get("/")).await), "clean");

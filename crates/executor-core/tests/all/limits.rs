@@ -12,8 +12,14 @@ async fn sixty_percent_of_the_fuel_succeeds_every_time() {
     let measured = executor().invoke(&script(WORK), get("/")).await;
     assert!(measured.result.is_ok());
     let used = measured.stats.fuel_used;
-    assert!(used > 100_000, "the work should cost measurable fuel, used {used}");
-    let limits = InvocationLimits { fuel: used * 10 / 6, ..InvocationLimits::default() };
+    assert!(
+        used > 100_000,
+        "the work should cost measurable fuel, used {used}"
+    );
+    let limits = InvocationLimits {
+        fuel: used * 10 / 6,
+        ..InvocationLimits::default()
+    };
     let version = script(WORK).with_limits(limits);
     for call in 0..30 {
         let invocation = executor().invoke(&version, get("/")).await;
@@ -26,17 +32,28 @@ async fn sixty_percent_of_the_fuel_succeeds_every_time() {
 #[tokio::test]
 async fn the_same_script_with_half_the_fuel_fails_every_time() {
     let measured = executor().invoke(&script(WORK), get("/")).await;
-    let limits = InvocationLimits { fuel: measured.stats.fuel_used / 2, ..InvocationLimits::default() };
+    let limits = InvocationLimits {
+        fuel: measured.stats.fuel_used / 2,
+        ..InvocationLimits::default()
+    };
     let version = script(WORK).with_limits(limits);
     for _ in 0..3 {
         let invocation = executor().invoke(&version, get("/")).await;
-        assert!(matches!(invocation.result, Err(InvokeError::FuelExhausted { .. })));
+        assert!(matches!(
+            invocation.result,
+            Err(InvokeError::FuelExhausted { .. })
+        ));
     }
 }
 
 #[tokio::test]
 async fn overrides_are_clamped_to_the_instance_maximum() {
-    let asked = InvocationLimits { fuel: u64::MAX, deadline_ms: u64::MAX, memory_bytes: u64::MAX, ..InvocationLimits::default() };
+    let asked = InvocationLimits {
+        fuel: u64::MAX,
+        deadline_ms: u64::MAX,
+        memory_bytes: u64::MAX,
+        ..InvocationLimits::default()
+    };
     let granted = executor().limits_for(&asked);
     let maximum = &executor().config().max_limits;
     assert_eq!(granted.fuel, maximum.fuel);
@@ -47,9 +64,16 @@ async fn overrides_are_clamped_to_the_instance_maximum() {
 #[tokio::test]
 async fn output_is_kept_with_its_level_and_reported_on_errors_too() {
     let invocation = executor()
-        .invoke(&script("print(\"one\");\ndebug(\"two\");\nthrow \"boom\";"), get("/"))
+        .invoke(
+            &script("print(\"one\");\ndebug(\"two\");\nthrow \"boom\";"),
+            get("/"),
+        )
         .await;
-    let lines: Vec<_> = invocation.output.iter().map(|line| (line.level.as_str(), line.text.as_str())).collect();
+    let lines: Vec<_> = invocation
+        .output
+        .iter()
+        .map(|line| (line.level.as_str(), line.text.as_str()))
+        .collect();
     assert_eq!(lines[0], ("print", "one"));
     assert_eq!(lines[1].0, "debug");
     assert!(lines[1].1.contains("two"));
@@ -76,10 +100,16 @@ async fn the_epoch_ticker_parks_when_nothing_runs() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(body(&executor.invoke(&script("1 + 1"), get("/")).await), "2");
+    assert_eq!(
+        body(&executor.invoke(&script("1 + 1"), get("/")).await),
+        "2"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !executor.is_idle() {
-        assert!(std::time::Instant::now() < deadline, "the ticker never parked");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticker never parked"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // And it wakes up again for the next invocation, deadlines still work.
@@ -89,5 +119,8 @@ async fn the_epoch_ticker_parks_when_nothing_runs() {
         ..InvocationLimits::default()
     });
     let invocation = executor.invoke(&spin, get("/")).await;
-    assert!(matches!(invocation.result, Err(InvokeError::DeadlineExceeded { .. })));
+    assert!(matches!(
+        invocation.result,
+        Err(InvokeError::DeadlineExceeded { .. })
+    ));
 }

@@ -22,7 +22,10 @@ pub fn test_cache_dir() -> std::path::PathBuf {
 }
 
 static EXECUTOR: LazyLock<Executor> = LazyLock::new(|| {
-    let config = ExecutorConfig { cache_dir: test_cache_dir(), ..ExecutorConfig::default() };
+    let config = ExecutorConfig {
+        cache_dir: test_cache_dir(),
+        ..ExecutorConfig::default()
+    };
     Executor::new(config).expect("the executor starts")
 });
 
@@ -41,7 +44,12 @@ pub fn script(source: &str) -> ScriptVersion {
 
 /// A GET request for `path`.
 pub fn get(path: &str) -> Request {
-    Request { method: "GET".into(), path: path.into(), request_id: "test".into(), ..Request::default() }
+    Request {
+        method: "GET".into(),
+        path: path.into(),
+        request_id: "test".into(),
+        ..Request::default()
+    }
 }
 
 /// Runs a script once against a GET `/`.
