@@ -31,6 +31,7 @@ pub fn router(directory: Option<&Path>) -> Router {
                  or set --dashboard-dir); /dashboard/ will say so"
             );
             root.route("/dashboard", get(missing))
+                .route("/dashboard/", get(missing))
                 .route("/dashboard/{*path}", get(missing))
         }
     }
@@ -99,6 +100,6 @@ mod tests {
         let router = super::router(None);
         let (status, _, body) = get(&router, "/dashboard/").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert!(body.contains("npm --prefix dashboard"));
+        assert!(body.contains("npm --prefix dashboard"), "{body:?}");
     }
 }
