@@ -156,6 +156,20 @@ describe('the API client', () => {
 		expect(isUnauthenticated(new Error('x'))).toBe(false);
 	});
 
+	it('tells the app when a session is lost mid-page, but not when auth.me asks', async () => {
+		const unauthenticated = { status: 401, body: { error: { code: 'unauthenticated', message: 'x' } } };
+		const wrongPassword = { status: 401, body: { error: { code: 'invalid_credentials', message: 'x' } } };
+		const { fetchImpl } = mockFetch(unauthenticated, wrongPassword, unauthenticated);
+		const api = createApi(fetchImpl);
+		let lost = 0;
+		api.onSessionLost(() => lost++);
+		await api.auth.me().catch(() => undefined);
+		await api.auth.login('x', 'y').catch(() => undefined);
+		expect(lost).toBe(0);
+		await api.apps.list().catch(() => undefined);
+		expect(lost).toBe(1);
+	});
+
 	it('forgets the CSRF token on log-out', async () => {
 		const { calls, fetchImpl } = mockFetch(
 			{ status: 200, body: { csrf_token: 'c1', user, instance_role: 'owner', permissions: [], session: {} } },

@@ -253,6 +253,7 @@ const segment = encodeURIComponent;
  */
 export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin = '') {
 	let csrfToken: string | undefined;
+	let onSessionLost: (() => void) | undefined;
 
 	async function send(input: string, init: RequestInit): Promise<Response> {
 		try {
@@ -277,7 +278,17 @@ export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin
 			body: body === undefined ? undefined : JSON.stringify(body)
 		});
 		const text = await response.text();
-		if (!response.ok) throw errorFromBody(response.status, text);
+		if (!response.ok) {
+			const error = errorFromBody(response.status, text);
+			// A session that ended (expired, logged out elsewhere, user
+			// deactivated) while a page was open: let the app send the person
+			// to the log-in page instead of showing errors everywhere.
+			if (isUnauthenticated(error) && path !== '/auth/me') {
+				csrfToken = undefined;
+				onSessionLost?.();
+			}
+			throw error;
+		}
 		if (response.status === 204 || text === '') return undefined as T;
 		return JSON.parse(text) as T;
 	}
@@ -286,6 +297,10 @@ export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin
 	const script = (slug: string, name: string) => `${app(slug)}/scripts/${segment(name)}`;
 
 	return {
+		/** Called when a request answers `401 unauthenticated` (not for `auth.me`, which asks). */
+		onSessionLost(listener: (() => void) | undefined) {
+			onSessionLost = listener;
+		},
 		auth: {
 			async login(login: string, password: string): Promise<LoginResult> {
 				const result = await request<LoginResult>('POST', '/auth/login', { login, password });

@@ -220,11 +220,22 @@ test('delete the app through the confirmation; it is gone from the list', async 
 
 test('create an API token: its secret is shown once', async () => {
 	await page.getByRole('link', { name: 'API tokens' }).click();
-	await page.getByLabel('Name').fill('laptop');
+	await page.getByRole('heading', { name: 'API tokens', level: 1 }).waitFor();
+	await page.getByLabel('Name', { exact: true }).fill('laptop');
 	await page.getByRole('button', { name: 'Create token' }).click();
 	assert.match(await page.getByTestId('token-secret').innerText(), /^pc_/);
 	await page.getByRole('cell', { name: 'laptop', exact: true }).waitFor();
 	await screenshot(page, '09-tokens');
+});
+
+test('when the session ends mid-page, the next action leads to the log-in page and back', async () => {
+	await page.context().clearCookies();
+	await page.getByRole('link', { name: 'Apps' }).click();
+	await page.waitForURL(/\/dashboard\/login\?next=%2Fdashboard%2F$/);
+	await page.getByLabel('Username or e-mail').fill('owner');
+	await page.getByLabel('Password').fill(OWNER_PASSWORD);
+	await page.getByRole('button', { name: 'Log in' }).click();
+	await page.getByRole('heading', { name: 'Apps', level: 1 }).waitFor();
 });
 
 test('log out: back at the log-in page, and the apps need a log-in again', async () => {
