@@ -26,7 +26,13 @@ export function loggedInBefore(): boolean {
 	}
 }
 
-export async function logout() {
+/**
+ * Ends the session on the server, then runs `leave` (going to the log-in
+ * page) before forgetting who was logged in, so no page is left open that
+ * would ask the server who is there.
+ */
+export async function logout(leave: () => Promise<void>) {
 	await api.auth.logout();
+	await leave();
 	session.me = null;
 }
