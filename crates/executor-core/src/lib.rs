@@ -143,6 +143,9 @@ struct Inner {
     instance_pre: InstancePre<HostState>,
     ticker: EpochTicker,
     pools: moka::sync::Cache<u64, Arc<ScriptPool>>,
+    /// Versions retired recently, so that a request that looked up an old
+    /// version just before a deploy does not recreate a pool for it.
+    retired: Mutex<std::collections::HashMap<u64, Instant>>,
     slots: tokio::sync::Semaphore,
     warm_total: Arc<AtomicUsize>,
     counters: Arc<Counters>,
@@ -206,7 +209,9 @@ impl Executor {
                     .fetch_add(drained.len() as u64, Ordering::Relaxed);
             })
             .build();
+        let retired = Mutex::new(std::collections::HashMap::new());
         let inner = Arc::new(Inner {
+            retired,
             slots: tokio::sync::Semaphore::new(config.pool.max_concurrent_invocations as usize),
             config,
             allocation,
@@ -283,7 +288,21 @@ impl Executor {
 
     /// Compiles a version and keeps the instance warm, so the first request
     /// after a deploy does not pay the cold start. Fails like [`check`](Self::check).
+    ///
+    /// Preparing a version also makes it active again for pooling after an
+    /// earlier [`retire`](Self::retire) (a rollback to an older version).
     pub async fn prepare(&self, script: &ScriptVersion) -> Result<(), InvokeError> {
+        if self
+            .inner
+            .retired
+            .lock()
+            .unwrap()
+            .remove(&script.version_id)
+            .is_some()
+        {
+            // Drop the pool still marked retired so a fresh one is made.
+            self.inner.pools.invalidate(&script.version_id);
+        }
         let _permit = self.acquire_slot().await?;
         let instance = self.create_instance(&script.source, &script.limits).await?;
         let pool = self.pool(script.version_id);
@@ -295,6 +314,14 @@ impl Executor {
     /// older version after a deploy). Instances serving a request right now
     /// finish it and are dropped instead of returning to the pool.
     pub fn retire(&self, version_id: u64) {
+        {
+            let mut retired = self.inner.retired.lock().unwrap();
+            // Remembered for one idle timeout: long enough for any request
+            // that looked the old version up before the deploy.
+            let keep = Duration::from_secs(self.inner.config.pool.idle_timeout_secs.max(1));
+            retired.retain(|_, at| at.elapsed() < keep);
+            retired.insert(version_id, Instant::now());
+        }
         self.inner.pools.invalidate(&version_id);
     }
 
@@ -360,12 +387,16 @@ impl Executor {
     }
 
     fn pool(&self, version_id: u64) -> Arc<ScriptPool> {
-        self.inner.pools.get_with(version_id, || {
+        let pool = self.inner.pools.get_with(version_id, || {
             Arc::new(ScriptPool {
                 idle: Mutex::new(Vec::new()),
                 retired: Default::default(),
             })
-        })
+        });
+        if self.inner.retired.lock().unwrap().contains_key(&version_id) {
+            pool.retired.store(true, Ordering::SeqCst);
+        }
+        pool
     }
 
     async fn create_instance(

@@ -10,6 +10,7 @@ mod conformance;
 mod hostile;
 mod isolation;
 mod limits;
+mod pool;
 
 use std::sync::LazyLock;
 
