@@ -24,6 +24,7 @@ pub fn router(directory: Option<&Path>) -> Router {
                 get(|| async { Redirect::permanent("/dashboard/") }),
             )
             .nest_service("/dashboard/", files)
+            .layer(axum::middleware::map_response(cache_headers))
         }
         None => {
             tracing::warn!(
@@ -35,6 +36,28 @@ pub fn router(directory: Option<&Path>) -> Router {
                 .route("/dashboard/{*path}", get(missing))
         }
     }
+}
+
+/// Build outputs under `_app/immutable/` have content hashes in their names
+/// and may be cached for good; everything else (the app shell, which names
+/// them) must be revalidated so a new build is picked up at once.
+async fn cache_headers(
+    uri: axum::http::Uri,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if !uri.path().starts_with("/dashboard") {
+        return response;
+    }
+    let value = if uri.path().starts_with("/dashboard/_app/immutable/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static(value),
+    );
+    response
 }
 
 async fn missing() -> impl IntoResponse {
