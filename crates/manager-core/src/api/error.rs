@@ -92,6 +92,9 @@ pub enum ApiError {
         /// What is busy.
         message: String,
     },
+    /// The route exists but not with this method (`405 method_not_allowed`).
+    #[error("this route does not accept that method")]
+    MethodNotAllowed,
     /// Anything else. The details are logged, never sent
     /// (`500 internal_error`).
     #[error("internal error")]
@@ -111,6 +114,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -131,6 +135,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal => "internal_error",
         }
     }
@@ -150,6 +155,7 @@ impl ApiError {
         "bad_request",
         "payload_too_large",
         "unavailable",
+        "method_not_allowed",
         "internal_error",
     ];
 

@@ -256,6 +256,8 @@ pub fn api_router(state: ApiState) -> Router {
             API_PREFIX,
             axum::routing::any(|| async { ApiError::not_found("API route") }),
         )
+        // A known path with another method: 405 in the API's format.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -105,6 +105,14 @@ async fn every_management_route_refuses_strangers(backend: Backend) {
         .await;
     assert_eq!(status, 201);
 
+    // A known path with a method it does not take: 405 in the API's format.
+    let (status, body) = server
+        .anonymous()
+        .send(Method::DELETE, "/api/v1/openapi.json", None)
+        .await;
+    assert_eq!(status, 405);
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+
     // The table covers exactly the documented routes.
     let (_, document) = server
         .anonymous()
