@@ -1,10 +1,13 @@
-//! Conversions between the ABI's request/response and Rhai values, and the
-//! `response(...)` API that lets a script set status and headers.
+//! Conversions between the ABI's request/response and Rhai values, the
+//! `response(...)` API that lets a script set status and headers, and the
+//! request and response helpers built on them.
 
 use std::io::Write;
 
 use picloud_shared::{Request, Response, ScriptError, ScriptErrorKind};
-use rhai::{Dynamic, Engine, ImmutableString, Map};
+use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
+
+use crate::helpers::script_error;
 
 /// An explicit response built by a script with `response(status, body)`.
 #[derive(Debug, Clone)]
@@ -36,7 +39,137 @@ pub fn register_response_api(engine: &mut Engine) {
         })
         .register_get("body", |response: &mut ScriptResponse| {
             response.body.clone()
+        })
+        .register_fn("redirect", |url: ImmutableString| redirect(url, 302))
+        .register_fn("redirect", redirect)
+        .register_fn("error_response", error_response)
+        .register_fn("json_response", json_response);
+}
+
+/// Registers the request helpers: functions over the `request` map, meant to
+/// be called as methods (`request.header("x-signature")`).
+pub fn register_request_api(engine: &mut Engine) {
+    engine
+        .register_fn("header", |request: Map, name: &str| {
+            header(&request, name, Dynamic::UNIT)
+        })
+        .register_fn("header", |request: Map, name: &str, default: Dynamic| {
+            header(&request, name, default)
+        })
+        .register_fn("query", |request: Map, name: &str| {
+            field(&request, "query", name, Dynamic::UNIT)
+        })
+        .register_fn("query", |request: Map, name: &str, default: Dynamic| {
+            field(&request, "query", name, default)
+        })
+        .register_fn("cookie", |request: Map, name: &str| {
+            cookie(&request, name, Dynamic::UNIT)
+        })
+        .register_fn("cookie", |request: Map, name: &str, default: Dynamic| {
+            cookie(&request, name, default)
+        })
+        .register_fn("json_body", |request: Map| match request.get("body") {
+            Some(body) if body.is_blob() => crate::json::parse(&body.clone().cast::<rhai::Blob>()),
+            Some(body) => match body.read_lock::<ImmutableString>() {
+                Some(text) => crate::json::parse(text.as_bytes()),
+                None => Err(script_error(
+                    "json_body: the map has no body to parse".into(),
+                )),
+            },
+            None => Err(script_error(
+                "json_body: the map has no body to parse".into(),
+            )),
         });
+}
+
+/// `map[section][name]`, or `default` when either is missing.
+fn field(request: &Map, section: &str, name: &str, default: Dynamic) -> Dynamic {
+    request
+        .get(section)
+        .and_then(|section| section.read_lock::<Map>()?.get(name).cloned())
+        .unwrap_or(default)
+}
+
+/// A request header by name in any case (the `request` map holds them in
+/// lower case), or `default`.
+fn header(request: &Map, name: &str, default: Dynamic) -> Dynamic {
+    field(request, "headers", &name.to_ascii_lowercase(), default)
+}
+
+/// The value of one cookie from the `cookie` header, or `default`.
+fn cookie(request: &Map, name: &str, default: Dynamic) -> Dynamic {
+    let Some(cookies) = header(request, "cookie", Dynamic::UNIT)
+        .into_immutable_string()
+        .ok()
+    else {
+        return default;
+    };
+    // Repeated cookie headers were joined with ", "; split on both separators.
+    cookies
+        .split([';', ','])
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| {
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|value| value.strip_suffix('"'))
+                .unwrap_or(value);
+            Dynamic::from(value.to_string())
+        })
+        .unwrap_or(default)
+}
+
+fn redirect(url: ImmutableString, status: i64) -> Result<ScriptResponse, Box<EvalAltResult>> {
+    if ![301, 302, 303, 307, 308].contains(&status) {
+        return Err(script_error(format!(
+            "redirect: the status must be 301, 302, 303, 307 or 308, not {status}"
+        )));
+    }
+    let mut headers = Map::new();
+    headers.insert("location".into(), url.into());
+    Ok(ScriptResponse {
+        status,
+        headers,
+        body: Dynamic::UNIT,
+    })
+}
+
+fn error_response(status: i64, message: Dynamic) -> Result<ScriptResponse, Box<EvalAltResult>> {
+    if !(400..=599).contains(&status) {
+        return Err(script_error(format!(
+            "error_response: the status must be between 400 and 599, not {status}"
+        )));
+    }
+    let mut body = Map::new();
+    body.insert("error".into(), message);
+    Ok(ScriptResponse {
+        status,
+        headers: Map::new(),
+        body: body.into(),
+    })
+}
+
+/// A response whose body is `value` written as JSON, whatever its type (a
+/// string becomes a JSON string, not `text/plain`).
+fn json_response(status: i64, value: Dynamic) -> Result<ScriptResponse, Box<EvalAltResult>> {
+    let text = crate::json::stringify("json_response", &value)?;
+    let mut headers = Map::new();
+    headers.insert("content-type".into(), "application/json".into());
+    Ok(ScriptResponse {
+        status,
+        headers,
+        body: text.into(),
+    })
+}
+
+/// The name a script author knows a value's type by.
+pub fn type_name(value: &Dynamic) -> &'static str {
+    if value.is::<ScriptResponse>() {
+        "Response"
+    } else {
+        value.type_name()
+    }
 }
 
 /// Builds the `request` constant a script sees.

@@ -10,6 +10,8 @@
 //! engine ready and only has to compile its script.
 
 mod convert;
+mod helpers;
+mod json;
 
 use std::cell::RefCell;
 
@@ -59,6 +61,9 @@ fn new_engine() -> Engine {
         send_output(OutputLevel::Debug, &line)
     });
     convert::register_response_api(&mut engine);
+    convert::register_request_api(&mut engine);
+    json::register(&mut engine);
+    helpers::register(&mut engine);
     apply_limits(&mut engine, &RhaiLimits::default());
     engine
 }

@@ -7,6 +7,7 @@ mod cache;
 mod cases;
 mod concurrency;
 mod conformance;
+mod doc_examples;
 mod hostile;
 mod isolation;
 mod limits;
