@@ -47,28 +47,35 @@ pub fn register_response_api(engine: &mut Engine) {
 }
 
 /// Registers the request helpers: functions over the `request` map, meant to
-/// be called as methods (`request.header("x-signature")`).
+/// be called as methods (`request.header("x-signature")`). They take the map
+/// by reference so a call does not copy the request; they are registered as
+/// pure (Rhai's default), which lets them be called on the `request` constant.
 pub fn register_request_api(engine: &mut Engine) {
     engine
-        .register_fn("header", |request: Map, name: &str| {
-            header(&request, name, Dynamic::UNIT)
+        .register_fn("header", |request: &mut Map, name: &str| {
+            header(request, name, Dynamic::UNIT)
         })
-        .register_fn("header", |request: Map, name: &str, default: Dynamic| {
-            header(&request, name, default)
+        .register_fn(
+            "header",
+            |request: &mut Map, name: &str, default: Dynamic| header(request, name, default),
+        )
+        .register_fn("query", |request: &mut Map, name: &str| {
+            field(request, "query", name, Dynamic::UNIT)
         })
-        .register_fn("query", |request: Map, name: &str| {
-            field(&request, "query", name, Dynamic::UNIT)
+        .register_fn(
+            "query",
+            |request: &mut Map, name: &str, default: Dynamic| {
+                field(request, "query", name, default)
+            },
+        )
+        .register_fn("cookie", |request: &mut Map, name: &str| {
+            cookie(request, name, Dynamic::UNIT)
         })
-        .register_fn("query", |request: Map, name: &str, default: Dynamic| {
-            field(&request, "query", name, default)
-        })
-        .register_fn("cookie", |request: Map, name: &str| {
-            cookie(&request, name, Dynamic::UNIT)
-        })
-        .register_fn("cookie", |request: Map, name: &str, default: Dynamic| {
-            cookie(&request, name, default)
-        })
-        .register_fn("json_body", |request: Map| match request.get("body") {
+        .register_fn(
+            "cookie",
+            |request: &mut Map, name: &str, default: Dynamic| cookie(request, name, default),
+        )
+        .register_fn("json_body", |request: &mut Map| match request.get("body") {
             Some(body) if body.is_blob() => crate::json::parse(&body.clone().cast::<rhai::Blob>()),
             Some(body) => match body.read_lock::<ImmutableString>() {
                 Some(text) => crate::json::parse(text.as_bytes()),

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
-use rhai::{Blob, Dynamic, Engine, EvalAltResult, ImmutableString, Position};
+use rhai::{Blob, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Position};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -84,16 +84,19 @@ pub fn register(engine: &mut Engine) {
             let right = bytes_of("constant_time_eq", "second argument", &right)?;
             Ok::<_, Box<EvalAltResult>>(bool::from(left.as_slice().ct_eq(right.as_slice())))
         })
-        .register_fn("random_bytes", random_bytes)
-        .register_fn("random_int", random_int)
-        .register_fn("random_float", || {
-            // 53 random bits give every float in [0, 1) that is a multiple of 2^-53.
-            Ok::<_, Box<EvalAltResult>>((random_u64()? >> 11) as f64 / (1u64 << 53) as f64)
-        })
-        .register_fn("uuid_v4", uuid_v4)
-        .register_fn("now_ms", now_ms)
-        .register_fn("now_iso", || now_ms().map(iso_from_ms))
         .register_fn("ms_to_iso", iso_from_ms);
+    // Volatile: each call gives a new value, so no optimisation may ever
+    // evaluate one of these once and reuse the result.
+    let volatile = |name: &str| FuncRegistration::new(name).with_volatility(true);
+    volatile("random_bytes").register_into_engine(engine, random_bytes);
+    volatile("random_int").register_into_engine(engine, random_int);
+    volatile("random_float").register_into_engine(engine, || {
+        // 53 random bits give every float in [0, 1) that is a multiple of 2^-53.
+        Ok::<_, Box<EvalAltResult>>((random_u64()? >> 11) as f64 / (1u64 << 53) as f64)
+    });
+    volatile("uuid_v4").register_into_engine(engine, uuid_v4);
+    volatile("now_ms").register_into_engine(engine, now_ms);
+    volatile("now_iso").register_into_engine(engine, || now_ms().map(iso_from_ms));
 }
 
 /// The bytes of a string (UTF-8) or a blob; any other type is an error.
