@@ -3,19 +3,9 @@
 
 use crate::error::{StoreError, StoreResult};
 
-/// App slugs that would shadow the server's own routes under `/`: the
-/// management API, the dashboard and its static files, and the health and
-/// metrics endpoints. The orchestrator keeps the same list (its
-/// `RESERVED_APP_SLUGS`) and never routes these to a script.
-pub const RESERVED_APP_SLUGS: &[&str] = &[
-    "api",
-    "healthz",
-    "readyz",
-    "metrics",
-    "dashboard",
-    "_static",
-    "assets",
-];
+/// App slugs that would shadow the server's own routes under `/`; the one
+/// list shared with the orchestrator.
+pub use picloud_shared::RESERVED_APP_SLUGS;
 
 /// Checks an app slug against `^[a-z0-9][a-z0-9-]{0,62}$` and the reserved list.
 pub fn app_slug(slug: &str) -> StoreResult<()> {

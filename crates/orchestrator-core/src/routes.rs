@@ -12,21 +12,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use picloud_executor_core::{Executor, ScriptVersion};
 
-/// First path segments that belong to PiCloud itself, never to an app: the
-/// management API (`/api/v1`), the dashboard, the health and metrics
-/// endpoints, and static files. The control plane must refuse these as app
-/// slugs; the ingress answers `404 not_found` for them even if one slipped in.
-pub const RESERVED_APP_SLUGS: &[&str] = &[
-    "api",
-    "dashboard",
-    "healthz",
-    "readyz",
-    "metrics",
-    "_static",
-    "assets",
-    "favicon.ico",
-    "robots.txt",
-];
+/// First path segments that belong to PiCloud itself, never to an app; the
+/// one list shared with the control plane, which refuses them as slugs. The
+/// ingress answers `404 not_found` for them even if one slipped in.
+pub use picloud_shared::RESERVED_APP_SLUGS;
 
 /// Whether `slug` is one of [`RESERVED_APP_SLUGS`].
 pub fn is_reserved_app_slug(slug: &str) -> bool {

@@ -13,6 +13,23 @@ mod messages;
 
 pub use messages::*;
 
+/// First path segments that belong to PiCloud itself, never to an app: the
+/// management API (`/api/v1`), the dashboard and its assets, the health and
+/// metrics endpoints, and static files. The control plane refuses them as
+/// app slugs and the ingress never routes them to a script; both read this
+/// one list so they cannot drift apart.
+pub const RESERVED_APP_SLUGS: &[&str] = &[
+    "api",
+    "dashboard",
+    "healthz",
+    "readyz",
+    "metrics",
+    "_static",
+    "assets",
+    "favicon.ico",
+    "robots.txt",
+];
+
 /// Encodes a message for the other side of the ABI.
 pub fn encode<T: serde::Serialize>(message: &T) -> Vec<u8> {
     // Serialising our own plain data types into a Vec cannot fail: postcard
