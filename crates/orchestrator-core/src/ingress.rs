@@ -401,6 +401,7 @@ impl ScriptCall<'_> {
             bounded_output(output_lines, records.config().max_output_bytes);
         records.push(InvocationRecord {
             request_id: self.request_id.to_owned(),
+            app_id: script.app_id,
             app_slug: script.app_slug.clone(),
             script_name: script.script_name.clone(),
             script_id: script.script_id,

@@ -50,6 +50,8 @@ impl Trigger {
 pub struct InvocationRecord {
     /// The request id, as returned in `x-request-id` and seen in the logs.
     pub request_id: String,
+    /// The control plane's id of the app.
+    pub app_id: i64,
     /// The app's slug.
     pub app_slug: String,
     /// The script's name.

@@ -144,6 +144,7 @@ async fn refused_requests_and_long_output_are_recorded_too() {
 fn record(request_id: &str) -> InvocationRecord {
     InvocationRecord {
         request_id: request_id.into(),
+        app_id: 1,
         app_slug: "app".into(),
         script_name: "script".into(),
         script_id: 1,
