@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ApiError, createApi, errorFromBody, isUnauthenticated } from './api';
+import { ApiError, createApi, errorFromBody, isUnauthenticated, query, type EventSourceLike } from './api';
 
 interface Call {
 	url: string;
@@ -258,5 +258,148 @@ describe('the API client', () => {
 			'DELETE /api/v1/apps/shop/members/7',
 			'GET /api/v1/admin/users'
 		]);
+	});
+
+	it('lists invocations with only the filters that are set, and pages with before', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: { items: [{ id: 9, status: 'error' }], next_before: 9 } },
+			{ status: 200, body: { items: [], next_before: null } },
+			{ status: 200, body: { id: 9 } }
+		);
+		const api = createApi(fetchImpl);
+		const first = await api.invocations.list('shop', { script: 'hello', status: 'error', since: '', limit: 50 });
+		expect(first.next_before).toBe(9);
+		await api.invocations.list('shop', { before: 9 });
+		await api.invocations.get('shop', 9);
+		expect(calls.map((call) => `${call.method} ${call.url}`)).toEqual([
+			'GET /api/v1/apps/shop/invocations?script=hello&status=error&limit=50',
+			'GET /api/v1/apps/shop/invocations?before=9',
+			'GET /api/v1/apps/shop/invocations/9'
+		]);
+	});
+
+	it('asks for chart statistics by window and script', async () => {
+		const stats = { bucket_seconds: 60, series: [{ script: 'hello', buckets: [] }] };
+		const { calls, fetchImpl } = mockFetch({ status: 200, body: stats }, { status: 200, body: stats });
+		const api = createApi(fetchImpl);
+		expect(await api.invocations.stats('shop', '24h')).toEqual(stats);
+		await api.invocations.stats('shop', '1h', 'hello');
+		expect(calls.map((call) => call.url)).toEqual([
+			'/api/v1/apps/shop/invocations/stats?window=24h',
+			'/api/v1/apps/shop/invocations/stats?window=1h&script=hello'
+		]);
+	});
+
+	it('follows the live tail through an EventSource and stops it', () => {
+		const listeners: Record<string, (event: MessageEvent) => void> = {};
+		let closed = false;
+		let opened = '';
+		const source: EventSourceLike = {
+			addEventListener: (type, listener) => (listeners[type] = listener),
+			close: () => (closed = true),
+			onerror: null,
+			onopen: null
+		};
+		const api = createApi(undefined, '', (url) => {
+			opened = url;
+			return source;
+		});
+		const seen: unknown[] = [];
+		const statuses: boolean[] = [];
+		const stop = api.invocations.follow('shop', 'hello', (item) => seen.push(item), (up) => statuses.push(up));
+		expect(opened).toBe('/api/v1/apps/shop/invocations/stream?script=hello');
+		source.onopen?.(new Event('open'));
+		listeners.invocation?.(new MessageEvent('invocation', { data: '{"id":1,"status":"ok"}' }));
+		listeners.invocation?.(new MessageEvent('invocation', { data: 'not json' }));
+		source.onerror?.(new Event('error'));
+		expect(seen).toEqual([{ id: 1, status: 'ok' }]);
+		expect(statuses).toEqual([true, false]);
+		stop();
+		expect(closed).toBe(true);
+	});
+
+	it('variables, secrets and the allow-list: set with PUT, never read a secret back', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: { items: [{ name: 'GREETING', value: 'hi', updated_at: '' }] } },
+			{ status: 200, body: { name: 'GREETING', value: 'hello', updated_at: '' } },
+			{ status: 204 },
+			{ status: 200, body: { items: [{ name: 'API_KEY', updated_at: '' }] } },
+			{ status: 200, body: { name: 'API_KEY', updated_at: '' } },
+			{ status: 204 },
+			{ status: 200, body: { hosts: ['api.example.com'] } },
+			{ status: 200, body: { hosts: ['api.example.com', '*.example.org'] } }
+		);
+		const api = createApi(fetchImpl);
+		expect(await api.vars.list('shop')).toEqual([{ name: 'GREETING', value: 'hi', updated_at: '' }]);
+		await api.vars.set('shop', 'GREETING', 'hello');
+		await api.vars.remove('shop', 'GREETING');
+		const secrets = await api.secrets.list('shop');
+		expect(secrets[0]).not.toHaveProperty('value');
+		await api.secrets.set('shop', 'API_KEY', 's3cr3t');
+		await api.secrets.remove('shop', 'API_KEY');
+		expect(await api.allowlist.get('shop')).toEqual(['api.example.com']);
+		await api.allowlist.set('shop', ['api.example.com', '*.example.org']);
+		expect(calls.map((call) => `${call.method} ${call.url}`)).toEqual([
+			'GET /api/v1/apps/shop/vars',
+			'PUT /api/v1/apps/shop/vars/GREETING',
+			'DELETE /api/v1/apps/shop/vars/GREETING',
+			'GET /api/v1/apps/shop/secrets',
+			'PUT /api/v1/apps/shop/secrets/API_KEY',
+			'DELETE /api/v1/apps/shop/secrets/API_KEY',
+			'GET /api/v1/apps/shop/http-allowlist',
+			'PUT /api/v1/apps/shop/http-allowlist'
+		]);
+		expect(calls[1]?.body).toBe(JSON.stringify({ value: 'hello' }));
+		expect(calls[4]?.body).toBe(JSON.stringify({ value: 's3cr3t' }));
+		expect(calls[7]?.body).toBe(JSON.stringify({ hosts: ['api.example.com', '*.example.org'] }));
+	});
+
+	it('schedules: create, pause and delete; lists accept a bare array too', async () => {
+		const schedule = { id: 3, script: 'hello', cron: '*/5 * * * *', timezone: 'UTC', payload: null, enabled: true, next_run_at: null };
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: [schedule] },
+			{ status: 201, body: schedule },
+			{ status: 200, body: { ...schedule, enabled: false } },
+			{ status: 204 }
+		);
+		const api = createApi(fetchImpl);
+		expect(await api.schedules.list('shop')).toEqual([schedule]);
+		await api.schedules.create('shop', { script: 'hello', cron: '*/5 * * * *', timezone: 'UTC' });
+		expect((await api.schedules.update('shop', 3, { enabled: false })).enabled).toBe(false);
+		await api.schedules.remove('shop', 3);
+		expect(calls.map((call) => `${call.method} ${call.url}`)).toEqual([
+			'GET /api/v1/apps/shop/schedules',
+			'POST /api/v1/apps/shop/schedules',
+			'PATCH /api/v1/apps/shop/schedules/3',
+			'DELETE /api/v1/apps/shop/schedules/3'
+		]);
+		expect(calls[2]?.body).toBe(JSON.stringify({ enabled: false }));
+	});
+
+	it('files: uploads send the raw bytes with their type and the CSRF token, paths keep their slashes', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: { user, instance_role: 'owner', permissions: [], csrf_token: 'csrf_f', authenticated_by: 'session' } },
+			{ status: 200, body: { items: [] } },
+			{ status: 201, body: { path: 'css/site main.css', size: 5, etag: 'e', modified: '' } },
+			{ status: 204 }
+		);
+		const api = createApi(fetchImpl);
+		await api.auth.me();
+		expect(await api.files.list('shop')).toEqual([]);
+		await api.files.upload('shop', '/css/site main.css', 'body{}', 'text/css');
+		await api.files.remove('shop', 'css/site main.css');
+		expect(calls.slice(1).map((call) => `${call.method} ${call.url}`)).toEqual([
+			'GET /api/v1/apps/shop/files',
+			'PUT /api/v1/apps/shop/files/css/site%20main.css',
+			'DELETE /api/v1/apps/shop/files/css/site%20main.css'
+		]);
+		expect(calls[2]?.body).toBe('body{}');
+		expect(calls[2]?.headers['content-type']).toBe('text/css');
+		expect(calls[2]?.headers['x-csrf-token']).toBe('csrf_f');
+	});
+
+	it('builds query strings from the set values only', () => {
+		expect(query({})).toBe('');
+		expect(query({ a: 'x y', b: undefined, c: '', d: 0 })).toBe('?a=x+y&d=0');
 	});
 });

@@ -159,6 +159,142 @@ export interface EndpointResponse {
 	durationMs: number;
 }
 
+/** One invocation record (`GET /apps/{app}/invocations`). */
+export interface Invocation {
+	id: number | string;
+	request_id: string | null;
+	script: string;
+	version_id: number | null;
+	/** What started it: `http`, `schedule`, `async`, … */
+	trigger: string;
+	/** `ok`, `error`, or an HTTP status code as the server wrote it. */
+	status: string | number;
+	error_code: string | null;
+	error_message: string | null;
+	started_at: Timestamp;
+	started_at_ms: number;
+	duration_ms: number;
+	fuel_used: number | null;
+	fuel_limit: number | null;
+	/** Fuel used as a share of the limit, 0 to 1. */
+	fuel_share: number | null;
+	memory_bytes: number | null;
+	memory_limit_bytes: number | null;
+	/** Peak memory as a share of the limit, 0 to 1. */
+	memory_share: number | null;
+	cold_start: boolean;
+	output: { level: string; text: string }[];
+	output_truncated: boolean;
+}
+
+/** One page of invocations, newest first; pass `next_before` as `before` for the next. */
+export interface InvocationPage {
+	items: Invocation[];
+	next_before: number | string | null;
+}
+
+/** The filters of the invocation list; every field is optional. */
+export interface InvocationFilter {
+	script?: string;
+	/** `ok`, `error` or an HTTP status code. */
+	status?: string;
+	/** RFC 3339 or milliseconds since the epoch, as the server accepts it. */
+	since?: string;
+	until?: string;
+	before?: number | string;
+	limit?: number;
+}
+
+export type StatsWindow = '1h' | '24h' | '7d';
+
+/** One time bucket of a script's invocations. */
+export interface StatsBucket {
+	/** The bucket's start: RFC 3339 or milliseconds since the epoch. */
+	start: Timestamp | number;
+	count: number;
+	errors: number;
+	avg_ms: number | null;
+	p95_ms: number | null;
+}
+
+/** `GET /apps/{app}/invocations/stats`. */
+export interface InvocationStats {
+	bucket_seconds: number;
+	series: { script: string; buckets: StatsBucket[] }[];
+}
+
+/** A plain app variable, readable by its scripts. */
+export interface Variable {
+	name: string;
+	value: string;
+	updated_at: Timestamp;
+}
+
+/** A secret: its value is write-only, the server never sends it back. */
+export interface SecretSummary {
+	name: string;
+	updated_at: Timestamp;
+}
+
+/** One key of the app's key-value store (`GET /apps/{app}/kv`). */
+export interface KvEntry {
+	key: string;
+	value?: unknown;
+	size?: number;
+	updated_at?: Timestamp;
+}
+
+export interface KvPage {
+	items: KvEntry[];
+	next_after?: string | null;
+}
+
+/** A cron schedule that runs a script. */
+export interface Schedule {
+	id: number | string;
+	script: string;
+	cron: string;
+	timezone: string;
+	payload: unknown;
+	enabled: boolean;
+	next_run_at: Timestamp | null;
+	created_at?: Timestamp;
+}
+
+export interface ScheduleInput {
+	script?: string;
+	cron?: string;
+	timezone?: string;
+	payload?: unknown;
+	enabled?: boolean;
+}
+
+/** One static file the app serves. */
+export interface StaticFile {
+	path: string;
+	size: number;
+	etag: string;
+	modified: Timestamp;
+	content_type?: string;
+}
+
+/** Limits an app admin may set for the app (`settings.limits`); absent means the server's default. */
+export interface AppLimits {
+	fuel?: number;
+	deadline_ms?: number;
+	memory_bytes?: number;
+	output_bytes?: number;
+}
+
+/** The subset of `EventSource` the live tail needs, so tests can pass their own. */
+export interface EventSourceLike {
+	addEventListener(type: string, listener: (event: MessageEvent) => void): void;
+	close(): void;
+	onerror: ((event: Event) => void) | null;
+	onopen: ((event: Event) => void) | null;
+}
+export type EventSourceFactory = (url: string) => EventSourceLike;
+
 /** Why a call failed, as the server said it (or `network_error`, status 0). */
 export class ApiError extends Error {
 	readonly status: number;
@@ -246,12 +382,27 @@ type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 const API_PREFIX = '/api/v1';
 const segment = encodeURIComponent;
 
+/** `?a=1&b=2` from the defined, non-empty values of `params`, or ''. */
+export function query(params: object): string {
+	const search = new URLSearchParams();
+	for (const [key, value] of Object.entries(params)) {
+		if (value === undefined || value === null || value === '') continue;
+		search.set(key, String(value));
+	}
+	const text = search.toString();
+	return text ? '?' + text : '';
+}
+
 /**
  * A client over `fetchImpl` talking to the server at `origin` ('' for the
  * page's own origin). It remembers the session's CSRF token from log-in and
  * `auth.me()` and sends it with every state-changing request.
  */
-export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin = '') {
+export function createApi(
+	fetchImpl: Fetch = (...args) => fetch(...args),
+	origin = '',
+	eventSourceImpl: EventSourceFactory = (url) => new EventSource(url)
+) {
 	let csrfToken: string | undefined;
 	let onSessionLost: (() => void) | undefined;
 
@@ -293,7 +444,37 @@ export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin
 		return JSON.parse(text) as T;
 	}
 
+	/** A state-changing request with a raw body (file uploads). */
+	async function requestRaw<T>(method: Method, path: string, body: BodyInit, contentType: string): Promise<T> {
+		const headers: Record<string, string> = { accept: 'application/json', 'content-type': contentType };
+		if (csrfToken) headers['x-csrf-token'] = csrfToken;
+		const response = await send(origin + API_PREFIX + path, { method, headers, credentials: 'same-origin', body });
+		const text = await response.text();
+		if (!response.ok) {
+			const error = errorFromBody(response.status, text);
+			if (isUnauthenticated(error)) {
+				csrfToken = undefined;
+				onSessionLost?.();
+			}
+			throw error;
+		}
+		if (response.status === 204 || text === '') return undefined as T;
+		return JSON.parse(text) as T;
+	}
+
+	/** The items of a list answer, whether `{"items": [...]}` or a bare array. */
+	async function listOf<T>(path: string, key = 'items'): Promise<T[]> {
+		const answer = await request<T[] | Record<string, unknown>>('GET', path);
+		if (Array.isArray(answer)) return answer;
+		const items = answer?.[key];
+		return Array.isArray(items) ? (items as T[]) : [];
+	}
+
 	const app = (slug: string) => `/apps/${segment(slug)}`;
+	const streamUrl = (slug: string, script?: string) =>
+		`${origin}${API_PREFIX}${app(slug)}/invocations/stream${query({ script })}`;
+	const filePath = (path: string) =>
+		path.replace(/^\/+/, '').split('/').map(segment).join('/');
 	const script = (slug: string, name: string) => `${app(slug)}/scripts/${segment(name)}`;
 
 	return {
@@ -379,6 +560,92 @@ export function createApi(fetchImpl: Fetch = (...args) => fetch(...args), origin
 				update: (id: number, input: { instance_role?: InstanceRole; active?: boolean }) =>
 					request<User>('PATCH', `/admin/users/${id}`, input)
 			}
+		},
+		/** Invocation records: the Logs tab, its live tail and its charts. */
+		invocations: {
+			list: (slug: string, filter: InvocationFilter = {}) =>
+				request<InvocationPage>('GET', `${app(slug)}/invocations${query(filter)}`),
+			get: (slug: string, id: number | string) =>
+				request<Invocation>('GET', `${app(slug)}/invocations/${segment(String(id))}`),
+			stats: (slug: string, window: StatsWindow, script?: string) =>
+				request<InvocationStats>('GET', `${app(slug)}/invocations/stats${query({ window, script })}`),
+			/** Where the live tail is served (server-sent events, `event: invocation`). */
+			streamUrl,
+			/**
+			 * Follows new invocations as they happen. The browser's `EventSource`
+			 * sends the session cookie (same origin) and reconnects by itself;
+			 * `onStatus` says whether the stream is open. Returns a function that stops it.
+			 */
+			follow(
+				slug: string,
+				script: string | undefined,
+				onInvocation: (invocation: Invocation) => void,
+				onStatus: (connected: boolean) => void = () => {}
+			): () => void {
+				const source = eventSourceImpl(streamUrl(slug, script));
+				source.addEventListener('invocation', (event) => {
+					try {
+						onInvocation(JSON.parse(event.data) as Invocation);
+					} catch {
+						// A malformed event is skipped; the next one may be fine.
+					}
+				});
+				source.onopen = () => onStatus(true);
+				source.onerror = () => onStatus(false);
+				return () => source.close();
+			}
+		},
+		/** Plain variables: names and values, readable by everyone on the app. */
+		vars: {
+			list: (slug: string) => listOf<Variable>(`${app(slug)}/vars`),
+			set: (slug: string, name: string, value: string) =>
+				request<Variable>('PUT', `${app(slug)}/vars/${segment(name)}`, { value }),
+			remove: (slug: string, name: string) => request<void>('DELETE', `${app(slug)}/vars/${segment(name)}`)
+		},
+		/** Secrets: the server lists names only; a value is sent once and never read back. */
+		secrets: {
+			list: (slug: string) => listOf<SecretSummary>(`${app(slug)}/secrets`),
+			set: (slug: string, name: string, value: string) =>
+				request<SecretSummary>('PUT', `${app(slug)}/secrets/${segment(name)}`, { value }),
+			remove: (slug: string, name: string) => request<void>('DELETE', `${app(slug)}/secrets/${segment(name)}`)
+		},
+		/** The hosts a script may call with outbound HTTP. */
+		allowlist: {
+			async get(slug: string): Promise<string[]> {
+				const answer = await request<{ hosts?: string[] }>('GET', `${app(slug)}/http-allowlist`);
+				return answer?.hosts ?? [];
+			},
+			async set(slug: string, hosts: string[]): Promise<string[]> {
+				const answer = await request<{ hosts?: string[] }>('PUT', `${app(slug)}/http-allowlist`, { hosts });
+				return answer?.hosts ?? hosts;
+			}
+		},
+		/** Browse the app's key-value store (read-only here). */
+		kv: {
+			list: (slug: string, options: { prefix?: string; after?: string; limit?: number } = {}) =>
+				request<KvPage>('GET', `${app(slug)}/kv${query(options)}`)
+		},
+		/** Cron schedules that run the app's scripts. */
+		schedules: {
+			list: (slug: string) => listOf<Schedule>(`${app(slug)}/schedules`),
+			create: (slug: string, input: ScheduleInput & { script: string; cron: string }) =>
+				request<Schedule>('POST', `${app(slug)}/schedules`, input),
+			update: (slug: string, id: number | string, input: ScheduleInput) =>
+				request<Schedule>('PATCH', `${app(slug)}/schedules/${segment(String(id))}`, input),
+			remove: (slug: string, id: number | string) =>
+				request<void>('DELETE', `${app(slug)}/schedules/${segment(String(id))}`)
+		},
+		/** Static files the app serves; uploads send the raw bytes. */
+		files: {
+			list: (slug: string) => listOf<StaticFile>(`${app(slug)}/files`),
+			upload: (slug: string, path: string, body: Blob | ArrayBuffer | string, contentType?: string) =>
+				requestRaw<StaticFile>(
+					'PUT',
+					`${app(slug)}/files/${filePath(path)}`,
+					body,
+					contentType || (body instanceof Blob && body.type) || 'application/octet-stream'
+				),
+			remove: (slug: string, path: string) => request<void>('DELETE', `${app(slug)}/files/${filePath(path)}`)
 		},
 		/** Script endpoints on the same origin, for the "try it" panel. */
 		endpoints: {

@@ -60,7 +60,7 @@ describe('the actions of an app, by my_role', () => {
 	] as const;
 	for (const [role, deploy, rollback, deleteScript, manageDomains, manageMembers, updateApp, deleteApp] of table) {
 		it(`${role}`, () => {
-			expect(appAbilities(role)).toEqual({
+			expect(appAbilities(role)).toMatchObject({
 				deploy,
 				rollback,
 				deleteScript,
@@ -71,6 +71,27 @@ describe('the actions of an app, by my_role', () => {
 			});
 		});
 	}
+	// role, then: variables, secrets, allow-list, schedules, files, limits
+	const settings = [
+		['viewer', false, false, false, false, false, false],
+		['editor', true, true, true, true, true, false],
+		['app_admin', true, true, true, true, true, true]
+	] as const;
+	for (const [role, manageVariables, manageSecrets, manageAllowlist, manageSchedules, manageFiles, updateLimits] of settings) {
+		it(`${role}: variables, secrets, allow-list, schedules, files and limits`, () => {
+			expect(appAbilities(role)).toMatchObject({
+				manageVariables,
+				manageSecrets,
+				manageAllowlist,
+				manageSchedules,
+				manageFiles,
+				updateLimits
+			});
+		});
+	}
+	it('viewers may change nothing at all', () => {
+		expect(Object.values(appAbilities('viewer')).every((allowed) => allowed === false)).toBe(true);
+	});
 	it('roles are ordered viewer < editor < app_admin', () => {
 		expect(atLeast('app_admin', 'editor')).toBe(true);
 		expect(atLeast('editor', 'editor')).toBe(true);

@@ -40,8 +40,20 @@ export interface AppAbilities {
 	manageDomains: boolean;
 	/** List, add, change and remove members (app admins only). */
 	manageMembers: boolean;
+	/** Set and remove plain variables (editor and above). */
+	manageVariables: boolean;
+	/** Set, replace and remove secrets (editor and above); nobody reads a value back. */
+	manageSecrets: boolean;
+	/** Change the outbound-HTTP allow-list (editor and above). */
+	manageAllowlist: boolean;
+	/** Create, pause, change and delete schedules (editor and above). */
+	manageSchedules: boolean;
+	/** Upload and delete static files (editor and above). */
+	manageFiles: boolean;
 	/** Rename the app, change its settings (app admins only). */
 	updateApp: boolean;
+	/** Change the app's limits: fuel, deadline, memory, output (app admins only). */
+	updateLimits: boolean;
 	/** Delete the app (app admins only). */
 	deleteApp: boolean;
 }
@@ -55,7 +67,13 @@ export function appAbilities(role: AppRole): AppAbilities {
 		deleteScript: editor,
 		manageDomains: editor,
 		manageMembers: appAdmin,
+		manageVariables: editor,
+		manageSecrets: editor,
+		manageAllowlist: editor,
+		manageSchedules: editor,
+		manageFiles: editor,
 		updateApp: appAdmin,
+		updateLimits: appAdmin,
 		deleteApp: appAdmin
 	};
 }
