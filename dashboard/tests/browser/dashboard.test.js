@@ -33,6 +33,16 @@ async function typeInEditor(text) {
 	await page.keyboard.insertText(text);
 }
 
+/** Waits until the Logs tab lists at least `count` invocations, refreshing as a person would. */
+async function expectRows(count) {
+	for (let attempt = 0; attempt < 20; attempt += 1) {
+		if ((await page.getByTestId('invocation-row').count()) >= count) return;
+		await page.waitForTimeout(250);
+		await page.getByRole('button', { name: 'Refresh' }).click();
+	}
+	assert.fail(`the Logs tab never listed ${count} invocations`);
+}
+
 async function tryIt({ method = 'GET', path = '', body = '' } = {}) {
 	await page.getByLabel('Method').selectOption(method);
 	await page.getByRole('textbox', { name: /^Path after/ }).fill(path);
@@ -137,9 +147,12 @@ test('roll back to version 1: the endpoint answers with it again', async () => {
 	await page.getByTestId('try-body').filter({ hasText: 'Hello from GET' }).waitFor();
 });
 
-test('the Logs tab says where logs come from, without inventing any', async () => {
+test('the Logs tab lists the calls just made, with charts above them', async () => {
 	await page.getByRole('tab', { name: 'Logs' }).click();
-	await page.getByText('observability issue').waitFor();
+	await page.getByRole('heading', { name: 'Overview' }).waitFor();
+	await page.getByRole('heading', { name: 'Invocations' }).waitFor();
+	// Records are written in the background: a moment may pass before they show.
+	await expectRows(1);
 	await screenshot(page, '04-logs');
 });
 
