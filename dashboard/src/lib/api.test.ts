@@ -379,13 +379,22 @@ describe('the API client', () => {
 	it('files: uploads send the raw bytes with their type and the CSRF token, paths keep their slashes', async () => {
 		const { calls, fetchImpl } = mockFetch(
 			{ status: 200, body: { user, instance_role: 'owner', permissions: [], csrf_token: 'csrf_f', authenticated_by: 'session' } },
-			{ status: 200, body: { items: [] } },
+			{
+				status: 200,
+				body: {
+					files: [{ path: 'a.txt', size: 1, etag: '"e"', modified: '' }],
+					usage: { files: 1, bytes: 1 },
+					quota: { max_file_bytes: 10, max_total_bytes: 100, max_files: 5 }
+				}
+			},
 			{ status: 201, body: { path: 'css/site main.css', size: 5, etag: 'e', modified: '' } },
 			{ status: 204 }
 		);
 		const api = createApi(fetchImpl);
 		await api.auth.me();
-		expect(await api.files.list('shop')).toEqual([]);
+		const listed = await api.files.list('shop');
+		expect(listed.files.map((file) => file.path)).toEqual(['a.txt']);
+		expect(listed.usage).toEqual({ files: 1, bytes: 1 });
 		await api.files.upload('shop', '/css/site main.css', 'body{}', 'text/css');
 		await api.files.remove('shop', 'css/site main.css');
 		expect(calls.slice(1).map((call) => `${call.method} ${call.url}`)).toEqual([

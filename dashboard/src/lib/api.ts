@@ -239,14 +239,14 @@ export interface SecretSummary {
 /** One key of the app's key-value store (`GET /apps/{app}/kv`). */
 export interface KvEntry {
 	key: string;
-	value?: unknown;
-	size?: number;
-	updated_at?: Timestamp;
+	value: unknown;
+	expires_at: Timestamp | null;
 }
 
+/** A page of keys; pass `next` as `after` for the following one (`null` on the last). */
 export interface KvPage {
 	items: KvEntry[];
-	next_after?: string | null;
+	next: string | null;
 }
 
 /** A cron schedule that runs a script. */
@@ -276,6 +276,13 @@ export interface StaticFile {
 	etag: string;
 	modified: Timestamp;
 	content_type?: string;
+}
+
+/** `GET /apps/{app}/files`: the files with the app's usage and quota. */
+export interface StaticFileList {
+	files: StaticFile[];
+	usage?: { files: number; bytes: number };
+	quota?: { max_file_bytes: number; max_total_bytes: number; max_files: number };
 }
 
 /** Limits an app admin may set for the app (`settings.limits`); absent means the server's default. */
@@ -637,7 +644,14 @@ export function createApi(
 		},
 		/** Static files the app serves; uploads send the raw bytes. */
 		files: {
-			list: (slug: string) => listOf<StaticFile>(`${app(slug)}/files`),
+			async list(slug: string): Promise<StaticFileList> {
+				const answer = await request<StaticFile[] | Partial<StaticFileList> & { items?: StaticFile[] }>(
+					'GET',
+					`${app(slug)}/files`
+				);
+				if (Array.isArray(answer)) return { files: answer };
+				return { ...answer, files: answer?.files ?? answer?.items ?? [] };
+			},
 			upload: (slug: string, path: string, body: Blob | ArrayBuffer | string, contentType?: string) =>
 				requestRaw<StaticFile>(
 					'PUT',
