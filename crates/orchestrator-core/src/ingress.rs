@@ -399,7 +399,7 @@ impl ScriptCall<'_> {
         let records = self.state.records();
         let (output, output_truncated) =
             bounded_output(output_lines, records.config().max_output_bytes);
-        records.push(InvocationRecord {
+        let record = InvocationRecord {
             request_id: self.request_id.to_owned(),
             app_id: script.app_id,
             app_slug: script.app_slug.clone(),
@@ -419,7 +419,9 @@ impl ScriptCall<'_> {
             output,
             output_truncated,
             error_message: error.map(ToString::to_string),
-        });
+        };
+        crate::metrics::observe_invocation(&record);
+        records.push(record);
     }
 }
 

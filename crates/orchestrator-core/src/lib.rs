@@ -23,6 +23,9 @@
 //!   that reached a script. They are queued in a bounded [`RecordBuffer`]
 //!   and written in batches to a [`RecordSink`] that the binary implements
 //!   with its store.
+//! - **Metrics** ([`metrics`]) name every Prometheus series PiCloud emits
+//!   through the `metrics` facade; the ingress counts each invocation, and
+//!   the binary installs the recorder and renders it.
 //! - **Serving** ([`serve`]) runs any router on a TCP listener with a header
 //!   read timeout and a graceful shutdown bounded by a grace period. All
 //!   limits are in one [`IngressConfig`].
@@ -62,6 +65,7 @@
 mod config;
 mod error;
 mod ingress;
+pub mod metrics;
 mod records;
 pub mod request_id;
 mod routes;

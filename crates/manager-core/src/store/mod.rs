@@ -9,6 +9,7 @@ mod accounts;
 mod apps;
 mod audit;
 pub use audit::MAX_AUDIT_PAGE;
+mod health;
 mod scripts;
 mod users;
 
