@@ -30,8 +30,10 @@ pub struct Config {
     /// The database: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`.
     /// Default `sqlite://<data_dir>/picloud.db`.
     pub database_url: Option<String>,
-    /// Log lines as `human` text or `json`. Default `human`.
-    pub log_format: LogFormat,
+    /// The server's own log: format and level (`[log]`).
+    pub log: LogSettings,
+    /// The admin listener and the metrics endpoint (`[admin]`).
+    pub admin: AdminSettings,
     /// The built web dashboard (the output of `npm run build` in
     /// `dashboard/`), served at `/dashboard/`. Default: `./dashboard/build`
     /// when that folder exists, so `cargo run` from a checkout serves it.
@@ -54,7 +56,8 @@ impl Default for Config {
             public_url: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
-            log_format: LogFormat::Human,
+            log: LogSettings::default(),
+            admin: AdminSettings::default(),
             dashboard_dir: None,
             owner: OwnerConfig::default(),
             api: ApiSettings::default(),
@@ -68,10 +71,46 @@ impl Default for Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// One readable line per event.
-    Human,
+    /// One readable line per event (`human` is accepted too).
+    #[serde(alias = "human")]
+    #[value(alias = "human")]
+    Text,
     /// One JSON object per line.
     Json,
+}
+
+/// The server's own log (`[log]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (readable lines) or `json` (one object per line). Default `text`.
+    pub format: LogFormat,
+    /// Which events are written: a level (`info`) or `tracing` directives
+    /// (`info,picloud::script=warn`). Default `info`. `RUST_LOG`,
+    /// `PICLOUD_LOG_LEVEL` and `--log-level` override it, in that order.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The admin listener and who may read `/metrics` (`[admin]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// A second listener serving `/metrics`, `/healthz` and `/readyz`
+    /// without authentication, for a scraper on a private network. Default:
+    /// none.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token that `/metrics` on the main listener requires.
+    /// Default: none, and `/metrics` on the main listener answers 404.
+    pub metrics_token: Option<String>,
 }
 
 /// The instance owner created on first start with an empty database.
@@ -126,6 +165,12 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// `--log-format` / `PICLOUD_LOG_FORMAT`.
     pub log_format: Option<LogFormat>,
+    /// `--log-level` / `PICLOUD_LOG_LEVEL`, else `RUST_LOG`.
+    pub log_level: Option<String>,
+    /// `--admin-listen` / `PICLOUD_ADMIN_LISTEN`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `PICLOUD_METRICS_TOKEN` (environment only, so it never shows in `ps`).
+    pub metrics_token: Option<String>,
     /// `--owner-username` / `PICLOUD_OWNER_USERNAME`.
     pub owner_username: Option<String>,
     /// `--cache-dir` / `PICLOUD_CACHE_DIR`.
@@ -182,7 +227,16 @@ impl Config {
             self.database_url = Some(database_url);
         }
         if let Some(log_format) = overrides.log_format {
-            self.log_format = log_format;
+            self.log.format = log_format;
+        }
+        if let Some(log_level) = overrides.log_level {
+            self.log.level = log_level;
+        }
+        if let Some(admin_listen) = overrides.admin_listen {
+            self.admin.listen = Some(admin_listen);
+        }
+        if let Some(metrics_token) = overrides.metrics_token {
+            self.admin.metrics_token = Some(metrics_token);
         }
         if let Some(username) = overrides.owner_username {
             self.owner.username = username;
@@ -204,6 +258,7 @@ impl Config {
         {
             anyhow::bail!("public_url must start with http:// or https://, not `{public_url}`");
         }
+        crate::observability::validate(&self.log, &self.admin)?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 mod cli;
 mod config;
 mod dashboard;
+mod observability;
 mod server;
 mod wiring;
 
@@ -73,9 +74,15 @@ struct ServeArguments {
     /// The built dashboard (`dashboard/build`), served at `/dashboard/`.
     #[arg(long, env = "PICLOUD_DASHBOARD_DIR")]
     dashboard_dir: Option<PathBuf>,
-    /// `human` or `json` log lines.
+    /// `text` or `json` log lines.
     #[arg(long, env = "PICLOUD_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Log level or `tracing` directives, such as `debug` or `info,picloud::script=warn`.
+    #[arg(long, env = "PICLOUD_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// A second listener for `/metrics`, `/healthz` and `/readyz`, such as `127.0.0.1:9090`.
+    #[arg(long, env = "PICLOUD_ADMIN_LISTEN")]
+    admin_listen: Option<std::net::SocketAddr>,
     /// Login name of the owner account created on first start.
     #[arg(long, env = "PICLOUD_OWNER_USERNAME")]
     owner_username: Option<String>,
@@ -121,6 +128,12 @@ async fn run_server(arguments: ServeArguments) -> ExitCode {
         data_dir: arguments.data_dir,
         database_url: arguments.database_url,
         log_format: arguments.log_format,
+        log_level: arguments
+            .log_level
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .filter(|level| !level.is_empty()),
+        admin_listen: arguments.admin_listen,
+        metrics_token: std::env::var(observability::METRICS_TOKEN_ENV).ok(),
         owner_username: arguments.owner_username,
         cache_dir: arguments.cache_dir,
         dashboard_dir: arguments.dashboard_dir,
@@ -132,7 +145,7 @@ async fn run_server(arguments: ServeArguments) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    install_logging(config.log_format);
+    observability::install_logging(&config.log);
     match server::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -140,18 +153,5 @@ async fn run_server(arguments: ServeArguments) -> ExitCode {
             eprintln!("picloud: {error:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn install_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

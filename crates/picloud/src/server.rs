@@ -5,16 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use picloud_executor_core::{Allocation, Executor, GuestOrigin};
 use picloud_manager_core::api::{ApiConfig, ApiState, api_router};
 use picloud_manager_core::{InstanceRole, NewUser, Store, auth};
 use picloud_orchestrator_core::{IngressState, RecordBuffer, RouteTable, ingress_router, serve};
-use serde_json::json;
 
 use crate::config::{Config, redact_database_url};
 use crate::wiring::{ExecutorCompiler, LogRecordSink, RouteTablePublisher, snapshot};
@@ -83,7 +77,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         executor.config().default_limits,
     ));
 
+    let metrics_handle = picloud_orchestrator_core::metrics::install()
+        .map_err(|_| anyhow::anyhow!("another metrics recorder is already installed"))?;
     let records = RecordBuffer::start(config.ingress.records.clone(), Arc::new(LogRecordSink));
+    let metrics_source = crate::observability::MetricsSource {
+        handle: metrics_handle,
+        executor: executor.clone(),
+        records: records.clone(),
+    };
     let ingress = IngressState::new(
         executor.clone(),
         routes.clone(),
@@ -106,10 +107,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     );
     let router = api_router(api)
-        .merge(health_router(store.clone()))
+        .merge(crate::observability::health_router(store.clone()))
+        .merge(crate::observability::protected_metrics_router(
+            metrics_source.clone(),
+            config.admin.metrics_token.clone(),
+        ))
         .merge(crate::dashboard::router(config.dashboard_dir().as_deref()))
         .merge(ingress_router(ingress));
 
+    let admin_listener = match config.admin.listen {
+        Some(address) => Some(
+            crate::observability::AdminListener::start(
+                address,
+                store.clone(),
+                metrics_source,
+                &config.ingress,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let session_sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -131,6 +148,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "stopped accepting; flushing invocation records"
     );
     session_sweeper.abort();
+    if let Some(admin_listener) = admin_listener {
+        admin_listener.stop().await;
+    }
     records.shutdown().await;
     store.close().await;
     tracing::info!("PiCloud stopped");
@@ -224,38 +244,6 @@ async fn sweep_expired_sessions(store: Store) {
             Err(error) => tracing::warn!(%error, "cannot delete expired sessions"),
         }
     }
-}
-
-/// `/healthz` (the process is alive) and `/readyz` (the database answers
-/// and its schema is current).
-fn health_router(store: Store) -> axum::Router {
-    async fn healthz() -> impl IntoResponse {
-        Json(json!({ "status": "ok" }))
-    }
-    async fn readyz(State(store): State<Store>) -> impl IntoResponse {
-        match store.pending_migrations().await {
-            Ok(0) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-            Ok(pending) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(
-                    json!({ "error": { "code": "not_ready", "message": format!("{pending} database migrations are pending") } }),
-                ),
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "readiness check failed");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(
-                        json!({ "error": { "code": "not_ready", "message": "the database does not answer" } }),
-                    ),
-                )
-            }
-        }
-    }
-    axum::Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(store)
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

@@ -11,4 +11,5 @@ mod authentication;
 mod cli;
 mod endpoints;
 mod errors;
+mod observability;
 mod restart;
