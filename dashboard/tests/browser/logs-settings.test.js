@@ -119,7 +119,7 @@ test('the charts draw invocations, errors and latency for the script', async () 
 		await page.getByRole('radio', { name: new RegExp(`^${choice}`) }).check();
 		await charts.first().locator('canvas').waitFor();
 	}
-	await screenshot(page, '10-logs-charts');
+	await screenshot(page, '20-logs-charts');
 });
 
 test('filter to failures only, then see a new call arrive live', async () => {
@@ -156,7 +156,7 @@ test('at phone width the Logs tab does not scroll sideways', async () => {
 	await page.getByTestId('chart').first().locator('canvas').waitFor();
 	const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
 	assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
-	await screenshot(page, '11-phone-logs');
+	await screenshot(page, '21-phone-logs');
 	await page.setViewportSize({ width: 1280, height: 900 });
 });
 
@@ -208,7 +208,7 @@ test('as app admin, change the limits; they are kept', async () => {
 	assert.equal(await page.getByLabel('Fuel (operations)').inputValue(), '50000000');
 	assert.equal(await page.getByLabel('Memory (MiB)').inputValue(), '16');
 	assert.equal(await page.getByLabel('Deadline (ms)').inputValue(), '');
-	await screenshot(page, '12-settings-edit');
+	await screenshot(page, '22-settings-edit');
 });
 
 test('upload a static file and delete it', async () => {
@@ -240,7 +240,7 @@ test('add a schedule for the script in the Scripts tab, and pause it', async () 
 	await row.getByRole('button', { name: 'Pause hello at */5 * * * *' }).click();
 	await page.getByRole('status').filter({ hasText: 'is paused' }).waitFor();
 	await row.getByText('paused').waitFor();
-	await screenshot(page, '13-schedules');
+	await screenshot(page, '23-schedules');
 });
 
 test('an editor manages variables but only reads the limits; a viewer only reads', async () => {
@@ -294,7 +294,7 @@ test('an editor manages variables but only reads the limits; a viewer only reads
 	await openApp('obs', 'scripts');
 	await page.getByText('Editors and app admins can add schedules.').waitFor();
 	assert.equal(await page.getByRole('button', { name: /^(Pause|Resume|Delete the schedule)/ }).count(), 0);
-	await screenshot(page, '14-viewer-settings');
+	await screenshot(page, '24-viewer-config');
 });
 
 test('no console errors on any page', () => {
