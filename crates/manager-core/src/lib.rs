@@ -69,6 +69,7 @@
 pub mod api;
 pub mod auth;
 mod error;
+pub mod files;
 mod model;
 mod store;
 pub mod validate;
@@ -81,4 +82,18 @@ pub use model::{
     Session, SessionId, SessionWithUser, Timestamp, UnknownRole, User, UserCredentials, UserId,
     UserUpdate, VersionId, VersionSummary,
 };
+pub use store::{
+    AppVar, HttpAllowPattern, InvalidSecretKey, KvEntry, KvPage, KvQuota, KvUsage,
+    MAX_HTTP_ALLOW_HOSTS, MAX_KV_PAGE, MAX_SECRET_VALUE_BYTES, MAX_VAR_VALUE_BYTES, SecretInfo,
+    SecretKey, validate_config_name, validate_kv_key,
+};
+pub use store::{
+    AsyncFailure, AsyncInvocation, AsyncJob, AsyncResult, AsyncStatus, CronSchedule,
+    DEFAULT_TIMEZONE, MAX_ASYNC_ATTEMPTS, NewAsyncInvocation, NewSchedule, Schedule, ScheduleId,
+    ScheduleTick, ScheduleUpdate,
+};
 pub use store::{Backend, MAX_AUDIT_PAGE, Store, StoreOptions};
+pub use store::{
+    InvocationBucket, InvocationFilter, InvocationId, InvocationSeries, MAX_INVOCATION_PAGE,
+    NewInvocation, OutputLine, PruneOutcome, StatusFilter, StoredInvocation,
+};

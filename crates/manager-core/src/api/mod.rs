@@ -25,9 +25,12 @@ mod accounts;
 mod apps;
 mod auth;
 mod error;
+mod files;
 pub mod hooks;
+mod invocations;
 mod openapi;
 pub mod policy;
+mod runtime;
 mod throttle;
 
 use std::sync::Arc;
@@ -86,6 +89,14 @@ struct Inner {
     route_updates: tokio::sync::Mutex<()>,
     /// Failed log-ins per account and per address.
     login_throttle: throttle::LoginThrottle,
+    /// The server's feed of newly stored invocation records, for live
+    /// tails; without one they poll the store.
+    invocation_feed: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::StoredInvocation>>,
+    /// The apps' static files and their quota, when the server keeps them.
+    files: std::sync::OnceLock<(crate::files::AppFiles, crate::files::FileQuota)>,
+    /// The instance key that encrypts app secrets; without one, setting a
+    /// secret answers `503`.
+    secret_key: std::sync::OnceLock<crate::SecretKey>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -114,8 +125,47 @@ impl ApiState {
                 config,
                 route_updates: tokio::sync::Mutex::new(()),
                 login_throttle: throttle::LoginThrottle::default(),
+                invocation_feed: std::sync::OnceLock::new(),
+                files: std::sync::OnceLock::new(),
+                secret_key: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Makes live tails (`GET /apps/{app}/invocations/stream`) follow
+    /// `feed`, where the server publishes every invocation record it has
+    /// just stored, instead of polling the store. Only the first call counts.
+    pub fn set_invocation_feed(
+        &self,
+        feed: tokio::sync::broadcast::Sender<crate::StoredInvocation>,
+    ) {
+        let _ = self.inner.invocation_feed.set(feed);
+    }
+
+    fn invocation_feed(&self) -> Option<&tokio::sync::broadcast::Sender<crate::StoredInvocation>> {
+        self.inner.invocation_feed.get()
+    }
+
+    /// Serves the files routes (`/apps/{app}/files`) from `files` with
+    /// `quota`; without it they answer `503`. Only the first call counts.
+    pub fn set_files(&self, files: crate::files::AppFiles, quota: crate::files::FileQuota) {
+        let _ = self.inner.files.set((files, quota));
+    }
+
+    /// The apps' static files and their quota, if set.
+    pub fn files(&self) -> Option<(&crate::files::AppFiles, &crate::files::FileQuota)> {
+        self.inner.files.get().map(|(files, quota)| (files, quota))
+    }
+
+    /// Encrypts app secrets set through the API with `key`; without it,
+    /// `PUT /apps/{app}/secrets/{name}` answers `503`. Only the first call counts.
+    pub fn set_secret_key(&self, key: crate::SecretKey) {
+        let _ = self.inner.secret_key.set(key);
+    }
+
+    /// The instance's secrets key, if set.
+    pub fn secret_key(&self) -> Option<&crate::SecretKey> {
+        self.inner.secret_key.get()
     }
 
     /// The store.
@@ -213,6 +263,24 @@ fn table() -> Vec<(Endpoint, MethodRouter<ApiState>)> {
         endpoint!(GET "/apps/{app}/domains", "domains", "List an app's domains", auth: true, body: None, status: 200, apps::list_domains),
         endpoint!(POST "/apps/{app}/domains", "domains", "Route a host name to the app", auth: true, body: Some("AddDomainRequest"), status: 201, apps::add_domain),
         endpoint!(DELETE "/apps/{app}/domains/{host}", "domains", "Remove a host name", auth: true, body: None, status: 204, apps::remove_domain),
+        endpoint!(GET "/apps/{app}/vars", "runtime", "List an app's variables with their values", auth: true, body: None, status: 200, runtime::list_vars),
+        endpoint!(PUT "/apps/{app}/vars/{name}", "runtime", "Set a variable (editors)", auth: true, body: None, status: 200, runtime::set_var),
+        endpoint!(DELETE "/apps/{app}/vars/{name}", "runtime", "Delete a variable (editors)", auth: true, body: None, status: 204, runtime::delete_var),
+        endpoint!(GET "/apps/{app}/secrets", "runtime", "List an app's secret names with when each was set (never their values)", auth: true, body: None, status: 200, runtime::list_secrets),
+        endpoint!(PUT "/apps/{app}/secrets/{name}", "runtime", "Set a secret, encrypted at rest; the answer never holds the value (editors)", auth: true, body: None, status: 200, runtime::set_secret),
+        endpoint!(DELETE "/apps/{app}/secrets/{name}", "runtime", "Delete a secret (editors)", auth: true, body: None, status: 204, runtime::delete_secret),
+        endpoint!(GET "/apps/{app}/http-allowlist", "runtime", "The hosts an app's scripts may call", auth: true, body: None, status: 200, runtime::get_http_allowlist),
+        endpoint!(PUT "/apps/{app}/http-allowlist", "runtime", "Replace the hosts an app's scripts may call (editors)", auth: true, body: None, status: 200, runtime::set_http_allowlist),
+        endpoint!(GET "/apps/{app}/kv", "runtime", "List an app's key-value entries by key, filtered by `prefix`, paged with `after` and `limit`", auth: true, body: None, status: 200, runtime::list_kv),
+        endpoint!(DELETE "/apps/{app}/kv/{*key}", "runtime", "Delete a key-value entry (editors)", auth: true, body: None, status: 204, runtime::delete_kv),
+        endpoint!(GET "/apps/{app}/kv-usage", "runtime", "How many keys and bytes an app's key-value store holds", auth: true, body: None, status: 200, runtime::kv_usage),
+        endpoint!(GET "/apps/{app}/files", "files", "List an app's static files with size, ETag and modification time, its usage and quota", auth: true, body: None, status: 200, files::list_files),
+        endpoint!(PUT "/apps/{app}/files/{*path}", "files", "Upload a static file (raw body, up to the per-file quota; editors); 201 when new, 200 when replaced", auth: true, body: None, status: 201, axum::handler::Handler::layer(files::put_file, DefaultBodyLimit::disable())),
+        endpoint!(DELETE "/apps/{app}/files/{*path}", "files", "Delete a static file (editors)", auth: true, body: None, status: 204, files::delete_file),
+        endpoint!(GET "/apps/{app}/invocations", "invocations", "List an app's invocation records, newest first; filters `script`, `status` (ok, error or a code), `since`, `until`, paged with `before` and `limit`", auth: true, body: None, status: 200, invocations::list_invocations),
+        endpoint!(GET "/apps/{app}/invocations/stream", "invocations", "Live tail of new invocation records as server-sent events (`event: invocation`), after `Last-Event-ID` or `after`; filter `script`", auth: true, body: None, status: 200, invocations::stream_invocations),
+        endpoint!(GET "/apps/{app}/invocations/stats", "invocations", "Per-script counts, errors and durations in time buckets for charts; `window` 1h, 24h or 7d, filter `script`", auth: true, body: None, status: 200, invocations::invocation_stats),
+        endpoint!(GET "/apps/{app}/invocations/{id}", "invocations", "Get one invocation record by its id or its request id", auth: true, body: None, status: 200, invocations::get_invocation),
         endpoint!(GET "/apps/{app}/members", "members", "List an app's members (app admins)", auth: true, body: None, status: 200, accounts::list_members),
         endpoint!(POST "/apps/{app}/members", "members", "Give an active member-role user a role on the app (app admins)", auth: true, body: Some("AddMemberRequest"), status: 201, accounts::add_member),
         endpoint!(POST "/apps/{app}/members/lookup", "members", "Resolve one exact username or e-mail to a user that can be added, revealing nothing else (app admins)", auth: true, body: Some("MemberLookupRequest"), status: 200, accounts::lookup_member),

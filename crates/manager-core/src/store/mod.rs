@@ -9,8 +9,25 @@ mod accounts;
 mod apps;
 mod audit;
 pub use audit::MAX_AUDIT_PAGE;
+mod invocations;
+pub use invocations::{
+    InvocationBucket, InvocationFilter, InvocationId, InvocationSeries, MAX_INVOCATION_PAGE,
+    NewInvocation, OutputLine, PruneOutcome, StatusFilter, StoredInvocation,
+};
 mod health;
+mod runtime;
+pub use runtime::{
+    AppVar, HttpAllowPattern, InvalidSecretKey, KvEntry, KvPage, KvQuota, KvUsage,
+    MAX_HTTP_ALLOW_HOSTS, MAX_KV_PAGE, MAX_SECRET_VALUE_BYTES, MAX_VAR_VALUE_BYTES, SecretInfo,
+    SecretKey, validate_config_name, validate_kv_key,
+};
 mod scripts;
+mod triggers;
+pub use triggers::{
+    AsyncFailure, AsyncInvocation, AsyncJob, AsyncResult, AsyncStatus, CronSchedule,
+    DEFAULT_TIMEZONE, MAX_ASYNC_ATTEMPTS, NewAsyncInvocation, NewSchedule, Schedule, ScheduleId,
+    ScheduleTick, ScheduleUpdate,
+};
 mod users;
 
 use std::collections::BTreeSet;

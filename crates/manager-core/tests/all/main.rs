@@ -9,8 +9,11 @@
 //! [`Store`]: picloud_manager_core::Store
 
 mod harness;
+mod invocations_suite;
 mod login_throttle;
+mod runtime_suite;
 mod store_suite;
+mod triggers_suite;
 
 /// Generates one `#[tokio::test]` per suite case per backend, in the modules
 /// `sqlite` and `postgres`.
@@ -61,4 +64,22 @@ run_store_suite!(
     audit_log_is_append_only_and_paged,
     active_scripts_lists_every_active_version,
     account_changes_and_their_audit_entries_commit_together,
+    kv_values_round_trip_and_expire,
+    kv_lists_by_prefix_with_paging_and_literal_wildcards,
+    kv_increments_are_atomic,
+    kv_quotas_refuse_cleanly_and_keep_earlier_data,
+    kv_apps_are_isolated,
+    vars_are_set_listed_and_deleted_with_audit,
+    secrets_are_encrypted_bound_to_their_app_and_never_listed,
+    http_allow_lists_are_validated_and_replaced,
+    invocations_are_stored_in_batches_and_read_back,
+    invocations_are_listed_with_filters_and_pages,
+    invocation_stats_bucket_counts_errors_and_durations,
+    retention_removes_old_records_and_keeps_recent_ones,
+    schedules_are_created_listed_updated_and_deleted,
+    bad_cron_expressions_and_time_zones_are_refused,
+    a_due_tick_is_claimed_once_across_nodes_and_missed_ticks_run_once,
+    async_jobs_are_claimed_once_completed_and_retried_until_failed,
+    a_job_whose_worker_died_is_claimed_again_after_its_lease,
+    deleting_a_script_removes_its_schedules_and_jobs,
 );

@@ -1386,3 +1386,7 @@ pub async fn account_changes_and_their_audit_entries_commit_together(database: &
     assert_eq!(newest[1].before.as_ref().unwrap()["active"], json!(true));
     assert_eq!(newest[1].after.as_ref().unwrap()["active"], json!(false));
 }
+
+pub use crate::invocations_suite::*;
+pub use crate::runtime_suite::*;
+pub use crate::triggers_suite::*;

@@ -1,0 +1,340 @@
+//! Store suite cases for invocation records: batches, filters, paging, the
+//! live tail's catch-up, chart buckets and retention.
+
+use std::time::Duration;
+
+use picloud_manager_core::{
+    AppId, InvocationFilter, NewInvocation, OutputLine, ScriptId, StatusFilter, Timestamp,
+    VersionId,
+};
+
+use crate::harness::TestDatabase;
+
+/// A record of `script` with `status`, started `age` ago and lasting `duration_ms`.
+fn record(
+    app_id: AppId,
+    script: &str,
+    status: u16,
+    age: Duration,
+    duration_ms: i64,
+) -> NewInvocation {
+    NewInvocation {
+        app_id,
+        script_id: ScriptId(7),
+        script_name: script.to_owned(),
+        version_id: VersionId(3),
+        trigger: "http".to_owned(),
+        status,
+        error_code: (status >= 500).then(|| "script_error".to_owned()),
+        error_message: (status >= 500).then(|| "boom at line 2".to_owned()),
+        request_id: format!("req-{script}-{status}-{}", age.as_millis()),
+        started_at: Timestamp::now().before(age),
+        duration_us: duration_ms * 1000,
+        fuel_used: 500,
+        fuel_limit: 1000,
+        memory_bytes: 1 << 20,
+        memory_limit_bytes: 1 << 22,
+        cold_start: false,
+        output: vec![OutputLine {
+            level: "print".to_owned(),
+            text: format!("hello from {script}"),
+        }],
+        output_truncated: false,
+    }
+}
+
+pub async fn invocations_are_stored_in_batches_and_read_back(database: &TestDatabase) {
+    let store = &database.store;
+    let app = store.create_app("logs", "Logs").await.unwrap();
+    let mut first = record(app.id, "hello", 200, Duration::ZERO, 3);
+    first.cold_start = true;
+    first.output_truncated = true;
+    first.output.push(OutputLine {
+        level: "debug".to_owned(),
+        text: "second line ✓".to_owned(),
+    });
+    let failed = record(app.id, "hello", 500, Duration::ZERO, 4);
+    let stored = store
+        .insert_invocations(&[first.clone(), failed.clone()])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored[0].id < stored[1].id, "ids grow in batch order");
+    assert_eq!(stored[0].invocation, first);
+
+    let read = store
+        .invocation(app.id, stored[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, stored[0]);
+    let by_request = store
+        .invocation_by_request_id(app.id, &failed.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_request.id, stored[1].id);
+    assert_eq!(by_request.error_message.as_deref(), Some("boom at line 2"));
+
+    // Another app's record is invisible through this app.
+    let other = store.create_app("other", "Other").await.unwrap();
+    assert!(
+        store
+            .invocation(other.id, stored[0].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.insert_invocations(&[]).await.unwrap().is_empty());
+
+    // Records of an app deleted while they waited are skipped, not an error.
+    let gone = record(AppId(987_654), "hello", 200, Duration::ZERO, 1);
+    let kept = record(app.id, "hello", 201, Duration::ZERO, 1);
+    let stored = store.insert_invocations(&[gone, kept]).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].status, 201);
+
+    // Deleting the app deletes its records.
+    store.delete_app(app.id).await.unwrap();
+    assert!(
+        store
+            .invocation(app.id, stored[0].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn invocations_are_listed_with_filters_and_pages(database: &TestDatabase) {
+    let store = &database.store;
+    let app = store.create_app("shop", "Shop").await.unwrap();
+    let minute = Duration::from_secs(60);
+    let batch = vec![
+        record(app.id, "orders", 200, minute * 30, 5),
+        record(app.id, "orders", 500, minute * 20, 6),
+        record(app.id, "orders", 404, minute * 10, 7),
+        record(app.id, "users", 200, minute * 5, 8),
+        record(app.id, "users", 502, minute, 9),
+    ];
+    let stored = store.insert_invocations(&batch).await.unwrap();
+    let statuses = |records: &[picloud_manager_core::StoredInvocation]| {
+        records
+            .iter()
+            .map(|record| record.status)
+            .collect::<Vec<_>>()
+    };
+
+    let all = store
+        .list_invocations(app.id, &InvocationFilter::default(), 50)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&all), [502, 200, 404, 500, 200], "newest first");
+
+    let orders = InvocationFilter {
+        script: Some("orders".into()),
+        ..InvocationFilter::default()
+    };
+    let listed = store.list_invocations(app.id, &orders, 50).await.unwrap();
+    assert_eq!(statuses(&listed), [404, 500, 200]);
+
+    let errors = InvocationFilter {
+        status: Some(StatusFilter::Error),
+        ..InvocationFilter::default()
+    };
+    let listed = store.list_invocations(app.id, &errors, 50).await.unwrap();
+    assert_eq!(statuses(&listed), [502, 500]);
+    let ok = InvocationFilter {
+        status: Some(StatusFilter::Ok),
+        ..InvocationFilter::default()
+    };
+    let listed = store.list_invocations(app.id, &ok, 50).await.unwrap();
+    assert_eq!(
+        statuses(&listed),
+        [200, 404, 200],
+        "a 404 the script chose is not an error"
+    );
+    let exact = InvocationFilter {
+        status: Some(StatusFilter::Exact(404)),
+        script: Some("orders".into()),
+        ..InvocationFilter::default()
+    };
+    assert_eq!(
+        statuses(&store.list_invocations(app.id, &exact, 50).await.unwrap()),
+        [404]
+    );
+
+    let window = InvocationFilter {
+        since: Some(Timestamp::now().before(minute * 25)),
+        until: Some(Timestamp::now().before(minute * 3)),
+        ..InvocationFilter::default()
+    };
+    let listed = store.list_invocations(app.id, &window, 50).await.unwrap();
+    assert_eq!(statuses(&listed), [200, 404, 500]);
+
+    // Pages of two, following `before`.
+    let mut pages = Vec::new();
+    let mut filter = InvocationFilter::default();
+    loop {
+        let page = store.list_invocations(app.id, &filter, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        filter.before = page.last().map(|record| record.id);
+        pages.push(statuses(&page));
+    }
+    assert_eq!(pages, [vec![502, 200], vec![404, 500], vec![200]]);
+
+    // The live tail's catch-up: oldest first, after an id, per script.
+    let after = store
+        .invocations_after(app.id, stored[1].id, None, 200)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&after), [404, 200, 502]);
+    let after = store
+        .invocations_after(app.id, stored[1].id, Some("users"), 1)
+        .await
+        .unwrap();
+    assert_eq!(statuses(&after), [200]);
+    assert_eq!(
+        store.newest_invocation_id(app.id).await.unwrap(),
+        stored[4].id
+    );
+    let empty = store.create_app("empty", "Empty").await.unwrap();
+    assert_eq!(store.newest_invocation_id(empty.id).await.unwrap(), 0);
+}
+
+pub async fn invocation_stats_bucket_counts_errors_and_durations(database: &TestDatabase) {
+    let store = &database.store;
+    let app = store.create_app("charts", "Charts").await.unwrap();
+    let until = Timestamp::now();
+    let minute = Duration::from_secs(60);
+    // The middle of the previous ten-minute bucket, so that records a few
+    // seconds apart share a bucket.
+    let ten_minutes_ms = 600_000;
+    let base = Timestamp::from_unix_millis(
+        until.unix_millis().div_euclid(ten_minutes_ms) * ten_minutes_ms - ten_minutes_ms / 2,
+    );
+    let at = |mut record: NewInvocation, age: Duration| {
+        record.started_at = base.before(age);
+        record
+    };
+    let mut batch: Vec<NewInvocation> = (1..=20)
+        .map(|ms| {
+            at(
+                record(app.id, "fast", 200, Duration::ZERO, ms),
+                Duration::from_secs(1),
+            )
+        })
+        .collect();
+    batch.push(at(
+        record(app.id, "fast", 500, Duration::ZERO, 100),
+        Duration::from_secs(2),
+    ));
+    batch.push(at(
+        record(app.id, "slow", 200, Duration::ZERO, 1000),
+        minute * 30,
+    ));
+    // Outside the one-hour window.
+    batch.push(at(
+        record(app.id, "slow", 200, Duration::ZERO, 1000),
+        minute * 90,
+    ));
+    store.insert_invocations(&batch).await.unwrap();
+
+    let since = until.before(minute * 60);
+    let series = store
+        .invocation_stats(app.id, None, since, until, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let names: Vec<&str> = series.iter().map(|series| series.script.as_str()).collect();
+    assert_eq!(names, ["fast", "slow"]);
+    for one in &series {
+        assert!(
+            (6..=7).contains(&one.buckets.len()),
+            "an hour in ten-minute buckets: {}",
+            one.buckets.len()
+        );
+        assert!(
+            one.buckets
+                .windows(2)
+                .all(|pair| pair[0].start < pair[1].start)
+        );
+    }
+    let fast = series[0]
+        .buckets
+        .iter()
+        .find(|bucket| bucket.count > 0)
+        .unwrap();
+    assert_eq!(
+        series[0]
+            .buckets
+            .iter()
+            .filter(|bucket| bucket.count > 0)
+            .count(),
+        1
+    );
+    assert_eq!((fast.count, fast.errors), (21, 1));
+    assert_eq!(fast.max_ms, Some(100.0));
+    assert_eq!(fast.p50_ms, Some(11.0));
+    assert_eq!(fast.p95_ms, Some(20.0));
+    let slow_total: u64 = series[1].buckets.iter().map(|bucket| bucket.count).sum();
+    assert_eq!(slow_total, 1);
+    assert!(
+        series[1]
+            .buckets
+            .iter()
+            .any(|bucket| bucket.avg_ms == Some(1000.0))
+    );
+
+    let only_slow = store
+        .invocation_stats(app.id, Some("slow"), since, until, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(only_slow.len(), 1);
+}
+
+pub async fn retention_removes_old_records_and_keeps_recent_ones(database: &TestDatabase) {
+    let store = &database.store;
+    let busy = store.create_app("busy", "Busy").await.unwrap();
+    let quiet = store.create_app("quiet", "Quiet").await.unwrap();
+    let day = Duration::from_secs(24 * 60 * 60);
+    // Busy: 3 records older than a week, then 8 recent ones.
+    let mut batch: Vec<NewInvocation> = (0..3)
+        .map(|index| record(busy.id, "old", 200, day * (10 + index), 1))
+        .collect();
+    batch.extend((0..8).map(|index| {
+        record(
+            busy.id,
+            "new",
+            200,
+            Duration::from_secs(60 * (8 - index)),
+            1,
+        )
+    }));
+    // Quiet: one old record and one recent one.
+    batch.push(record(quiet.id, "old", 200, day * 30, 1));
+    batch.push(record(quiet.id, "new", 200, Duration::from_secs(5), 1));
+    let stored = store.insert_invocations(&batch).await.unwrap();
+
+    let outcome = store.prune_invocations(5, day * 7).await.unwrap();
+    assert_eq!(outcome.too_old, 4);
+    assert_eq!(outcome.over_count, 3);
+
+    let busy_left = store
+        .list_invocations(busy.id, &InvocationFilter::default(), 200)
+        .await
+        .unwrap();
+    let busy_ids: Vec<i64> = busy_left.iter().map(|record| record.id).collect();
+    let newest_five: Vec<i64> = stored[6..11].iter().rev().map(|record| record.id).collect();
+    assert_eq!(busy_ids, newest_five, "the five newest are kept");
+    let quiet_left = store
+        .list_invocations(quiet.id, &InvocationFilter::default(), 200)
+        .await
+        .unwrap();
+    assert_eq!(quiet_left.len(), 1);
+    assert_eq!(quiet_left[0].script_name, "new");
+
+    // Nothing more to do: a second run deletes nothing.
+    let again = store.prune_invocations(5, day * 7).await.unwrap();
+    assert_eq!((again.too_old, again.over_count), (0, 0));
+}
