@@ -59,7 +59,8 @@ describe('an invocation status', () => {
 
 describe('formatting', () => {
 	it('durations, bytes and shares', () => {
-		expect(formatDuration(0.4)).toBe('< 1 ms');
+		expect(formatDuration(0.4)).toBe('0.4 ms');
+		expect(formatDuration(0.123)).toBe('0.12 ms');
 		expect(formatDuration(12.4)).toBe('12 ms');
 		expect(formatDuration(1250)).toBe('1.25 s');
 		expect(formatDuration(null)).toBe('—');

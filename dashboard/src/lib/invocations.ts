@@ -27,7 +27,8 @@ export function statusLabel(invocation: Pick<Invocation, 'status' | 'error_code'
 /** A duration in milliseconds as people read it: `3 ms`, `1.25 s`. */
 export function formatDuration(ms: number | null | undefined): string {
 	if (ms === null || ms === undefined || Number.isNaN(ms)) return '—';
-	if (ms < 1) return '< 1 ms';
+	if (ms === 0) return '0 ms';
+	if (ms < 1) return `${Number(ms.toFixed(2))} ms`;
 	if (ms < 1000) return `${Math.round(ms)} ms`;
 	return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 }
