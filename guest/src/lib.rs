@@ -12,6 +12,7 @@
 mod convert;
 mod helpers;
 mod json;
+mod services;
 
 use std::cell::RefCell;
 
@@ -64,6 +65,7 @@ fn new_engine() -> Engine {
     convert::register_request_api(&mut engine);
     json::register(&mut engine);
     helpers::register(&mut engine);
+    services::register(&mut engine);
     apply_limits(&mut engine, &RhaiLimits::default());
     engine
 }

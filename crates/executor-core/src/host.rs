@@ -5,10 +5,13 @@
 //! sockets.** Rust's standard library imports a few WASI functions; each one
 //! is implemented here explicitly, and any other import is linked as a trap.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use picloud_shared::{OutputLevel, abi};
+use picloud_shared::{HostCall, HostReply, OutputLevel, abi, decode, encode};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+
+use crate::services::HostServices;
 
 use crate::error::OutputKind;
 
@@ -33,6 +36,23 @@ impl std::fmt::Display for OutputCapReached {
 }
 
 impl std::error::Error for OutputCapReached {}
+
+/// Marker error a host call returns when the invocation's deadline passed
+/// while it waited; the executor turns it into `DeadlineExceeded`.
+#[derive(Debug)]
+pub(crate) struct HostCallDeadline;
+
+impl std::fmt::Display for HostCallDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the deadline passed during a host call")
+    }
+}
+
+impl std::error::Error for HostCallDeadline {}
+
+/// The largest encoded host call a guest may send (an outbound request body
+/// or a KV value is bounded far below this by the services themselves).
+const MAX_HOST_CALL_BYTES: u32 = 16 * 1024 * 1024;
 
 /// Marker error for a guest that called WASI's `proc_exit`.
 #[derive(Debug)]
@@ -79,7 +99,6 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 /// State the host keeps per instance, reset at the start of each invocation.
-#[derive(Debug)]
 pub(crate) struct HostState {
     pub limiter: MemoryLimiter,
     pub output: Vec<OutputLine>,
@@ -87,6 +106,16 @@ pub(crate) struct HostState {
     pub output_limit: u64,
     /// What the guest wrote to stdout/stderr (a panic message), bounded.
     pub stderr: Vec<u8>,
+    /// The services of the running invocation, if it has any.
+    pub services: Option<Arc<dyn HostServices>>,
+    /// The running invocation's wall-clock deadline.
+    pub deadline: Option<Instant>,
+    /// The encoded reply of the last host call, until the guest fetches it.
+    pub reply: Vec<u8>,
+    /// Time the running invocation spent waiting for host calls.
+    pub host_wait: Duration,
+    /// Host calls the running invocation made.
+    pub host_calls: u32,
 }
 
 const STDERR_CAP: usize = 4096;
@@ -102,16 +131,75 @@ impl HostState {
             output_bytes: 0,
             output_limit,
             stderr: Vec::new(),
+            services: None,
+            deadline: None,
+            reply: Vec::new(),
+            host_wait: Duration::ZERO,
+            host_calls: 0,
         }
     }
 
     /// Prepares for the next invocation.
-    pub fn begin_invocation(&mut self) {
+    pub fn begin_invocation(&mut self, services: Option<Arc<dyn HostServices>>, deadline: Instant) {
         self.limiter.refused = false;
         self.output.clear();
         self.output_bytes = 0;
         self.stderr.clear();
+        self.services = services;
+        self.deadline = Some(deadline);
+        self.reply = Vec::new();
+        self.host_wait = Duration::ZERO;
+        self.host_calls = 0;
     }
+
+    /// Forgets the invocation's services, so an idle instance holds nothing
+    /// of the app it served.
+    pub fn end_invocation(&mut self) {
+        self.services = None;
+        self.deadline = None;
+        self.reply = Vec::new();
+    }
+}
+
+/// Runs one host call for the guest and keeps the encoded reply.
+async fn host_call(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<i32> {
+    if len as u32 > MAX_HOST_CALL_BYTES {
+        wasmtime::bail!("the guest sent a host call of {} bytes", len as u32);
+    }
+    let bytes = read_bytes(caller, ptr, len)?;
+    let reply = match decode::<HostCall>(&bytes) {
+        Err(error) => HostReply::error("bad_call", format!("malformed host call: {error}")),
+        Ok(call) => {
+            let state = caller.data_mut();
+            state.host_calls += 1;
+            match (state.services.clone(), state.deadline) {
+                (Some(services), Some(deadline)) => {
+                    let started = Instant::now();
+                    let answered =
+                        tokio::time::timeout_at(deadline.into(), services.call(call, deadline))
+                            .await;
+                    caller.data_mut().host_wait += started.elapsed();
+                    match answered {
+                        Ok(reply) => reply,
+                        Err(_) => return Err(wasmtime::Error::new(HostCallDeadline)),
+                    }
+                }
+                _ => HostReply::error(
+                    "unavailable",
+                    format!("{} is not available here", call.function_name()),
+                ),
+            }
+        }
+    };
+    let encoded = encode(&reply);
+    let len = i32::try_from(encoded.len())
+        .map_err(|_| wasmtime::format_err!("a host reply is too large"))?;
+    caller.data_mut().reply = encoded;
+    Ok(len)
 }
 
 fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<Memory> {
@@ -168,6 +256,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 text: String::from_utf8_lossy(&bytes).into_owned(),
             });
             Ok(())
+        },
+    )?;
+
+    linker.func_wrap_async(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_CALL,
+        |mut caller: Caller<'_, HostState>, (ptr, len): (i32, i32)| {
+            Box::new(async move { host_call(&mut caller, ptr, len).await })
+        },
+    )?;
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        abi::IMPORT_REPLY,
+        |mut caller: Caller<'_, HostState>, ptr: i32| -> wasmtime::Result<()> {
+            let reply = std::mem::take(&mut caller.data_mut().reply);
+            write_bytes(&mut caller, ptr, &reply)
         },
     )?;
 

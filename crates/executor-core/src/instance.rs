@@ -11,7 +11,8 @@ use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc};
 use crate::config::InvocationLimits;
 use crate::engine::EpochTicker;
 use crate::error::{CompileError, InvokeError, OutputKind, ScriptLimit};
-use crate::host::{GuestExited, HostState, OutputCapReached, OutputLine};
+use crate::host::{GuestExited, HostCallDeadline, HostState, OutputCapReached, OutputLine};
+use crate::services::InvocationContext;
 
 /// What one invocation cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +31,10 @@ pub struct InvocationStats {
     pub duration: Duration,
     /// Whether a new instance had to be created and the script compiled.
     pub cold_start: bool,
+    /// Host calls the script made (KV, HTTP, ...).
+    pub host_calls: u32,
+    /// Time spent waiting for host calls; part of `duration`, not of fuel.
+    pub host_wait: Duration,
 }
 
 /// A guest instance holding one compiled script.
@@ -141,12 +146,20 @@ impl WarmInstance {
         request: &Request,
         limits: &InvocationLimits,
         ticker: &EpochTicker,
+        context: InvocationContext,
     ) -> (
         Result<Response, InvokeError>,
         Vec<OutputLine>,
         InvocationStats,
     ) {
-        self.store.data_mut().begin_invocation();
+        let now = Instant::now();
+        let deadline = match context.deadline {
+            Some(deadline) => deadline.min(now + limits.deadline()),
+            None => now + limits.deadline(),
+        };
+        self.store
+            .data_mut()
+            .begin_invocation(context.services, deadline);
         let mut stats = InvocationStats {
             fuel_limit: limits.fuel,
             memory_limit_bytes: limits.memory_bytes,
@@ -157,7 +170,7 @@ impl WarmInstance {
             return (Err(trap(format!("{error}"))), Vec::new(), stats);
         }
         self.store
-            .set_epoch_deadline(ticker.ticks_for(limits.deadline()));
+            .set_epoch_deadline(ticker.ticks_for(deadline.saturating_duration_since(now)));
         let active = ticker.enter();
         let input = encode(request);
         let handle = self.handle.clone();
@@ -169,6 +182,9 @@ impl WarmInstance {
             .fuel
             .saturating_sub(self.store.get_fuel().unwrap_or(0));
         stats.memory_bytes = self.memory_bytes();
+        stats.host_calls = self.store.data().host_calls;
+        stats.host_wait = self.store.data().host_wait;
+        self.store.data_mut().end_invocation();
         let result = match called {
             Err(error) => Err(self.classify(error, limits)),
             Ok(output) => match decode::<HandleOutcome>(&output) {
@@ -256,6 +272,11 @@ impl WarmInstance {
             return InvokeError::OutputLimitExceeded {
                 kind: *kind,
                 limit_bytes: limits.output_bytes,
+            };
+        }
+        if error.downcast_ref::<HostCallDeadline>().is_some() {
+            return InvokeError::DeadlineExceeded {
+                limit: limits.deadline(),
             };
         }
         if self.store.data().limiter.refused {

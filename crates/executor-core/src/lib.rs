@@ -39,6 +39,7 @@ mod error;
 mod guest;
 mod host;
 mod instance;
+mod services;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -54,7 +55,10 @@ pub use crate::error::{CompileError, InvokeError, OutputKind, Position, ScriptLi
 pub use crate::guest::GuestOrigin;
 pub use crate::host::OutputLine;
 pub use crate::instance::InvocationStats;
-pub use picloud_shared::{OutputLevel, Request, Response, RhaiLimits};
+pub use crate::services::{BoxFuture, HostServices, InvocationContext};
+pub use picloud_shared::{
+    HostCall, HostReply, HttpAnswer, HttpCall, OutputLevel, Request, Response, RhaiLimits,
+};
 
 use crate::engine::EpochTicker;
 use crate::host::HostState;
@@ -325,8 +329,21 @@ impl Executor {
         self.inner.pools.invalidate(&version_id);
     }
 
-    /// Runs one request against a script version.
+    /// Runs one request against a script version, with no host services:
+    /// the script's `kv`, `http`, ... calls fail with `unavailable`.
     pub async fn invoke(&self, script: &ScriptVersion, request: Request) -> Invocation {
+        self.invoke_with(script, request, InvocationContext::default())
+            .await
+    }
+
+    /// Runs one request against a script version, with the host services
+    /// and deadline of `context`.
+    pub async fn invoke_with(
+        &self,
+        script: &ScriptVersion,
+        request: Request,
+        context: InvocationContext,
+    ) -> Invocation {
         let started = Instant::now();
         let failed = |error: InvokeError, cold_start: bool| Invocation {
             result: Err(error),
@@ -360,7 +377,7 @@ impl Executor {
             },
         };
         let (result, output, mut stats) = instance
-            .handle(&request, &script.limits, &self.inner.ticker)
+            .handle(&request, &script.limits, &self.inner.ticker, context)
             .await;
         stats.cold_start = cold_start;
         stats.duration = started.elapsed();

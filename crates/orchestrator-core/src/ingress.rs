@@ -13,6 +13,7 @@ use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use picloud_executor_core::{
+    InvocationContext,
     Executor, Invocation, InvocationStats, InvokeError, OutputLevel, OutputLine, Request, Response,
 };
 use tracing::Instrument;
@@ -22,6 +23,7 @@ use crate::error::IngressError;
 use crate::records::{InvocationRecord, RecordBuffer, Trigger};
 use crate::request_id;
 use crate::routes::{ActiveScript, RouteTable, Routes, is_reserved_app_slug};
+use crate::services::{ScriptIdentity, ServiceProvider};
 
 /// Everything the ingress needs; cheap to clone.
 #[derive(Clone)]
@@ -34,6 +36,7 @@ struct StateInner {
     routes: Arc<RouteTable>,
     records: RecordBuffer,
     config: IngressConfig,
+    services: Option<Arc<dyn ServiceProvider>>,
 }
 
 impl std::fmt::Debug for IngressState {
@@ -60,8 +63,23 @@ impl IngressState {
                 routes,
                 records,
                 config,
+                services: None,
             }),
         }
+    }
+
+    /// The same state, giving scripts the host services `provider` makes.
+    /// Call it before the state is cloned.
+    pub fn with_services(mut self, provider: Arc<dyn ServiceProvider>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_services is called before the state is shared")
+            .services = Some(provider);
+        self
+    }
+
+    /// The provider of host services, if scripts have any.
+    pub fn services(&self) -> Option<&Arc<dyn ServiceProvider>> {
+        self.inner.services.as_ref()
     }
 
     /// The routing table.
@@ -206,9 +224,23 @@ async fn handle_request(
         request_id: request_id.to_owned(),
     };
 
+    let context = InvocationContext {
+        services: state.services().map(|provider| {
+            provider.services_for(ScriptIdentity {
+                app_id: script.app_id,
+                app_slug: script.app_slug.clone(),
+                script_name: script.script_name.clone(),
+                request_id: request_id.to_owned(),
+                depth: 0,
+            })
+        }),
+        deadline: None,
+    };
     let invocation = tokio::time::timeout_at(
         deadline,
-        state.executor().invoke(&script.version, executor_request),
+        state
+            .executor()
+            .invoke_with(&script.version, executor_request, context),
     );
     match invocation.await {
         Ok(invocation) => call.finish(invocation),

@@ -70,6 +70,7 @@ mod records;
 pub mod request_id;
 mod routes;
 mod serve;
+mod services;
 
 pub use crate::config::{IngressConfig, RecordConfig};
 pub use crate::error::IngressError;
@@ -80,4 +81,5 @@ pub use crate::routes::{
     is_reserved_app_slug, normalize_host,
 };
 pub use crate::serve::{ServeOutcome, serve};
+pub use crate::services::{ScriptIdentity, ServiceProvider};
 pub use picloud_executor_core::ScriptVersion;

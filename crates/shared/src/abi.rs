@@ -22,13 +22,15 @@
 //! | name | signature | meaning |
 //! |---|---|---|
 //! | [`IMPORT_OUTPUT`] | `(level: i32, ptr: i32, len: i32) -> ()` | one line of script output ([`OutputLevel`](crate::OutputLevel)); the host counts bytes and traps past the invocation's cap |
+//! | [`IMPORT_CALL`] | `(ptr: i32, len: i32) -> i32` | a [`HostCall`](crate::HostCall) to a host service; the host runs it (the guest is suspended meanwhile, using no fuel; the wait counts against the deadline) and keeps the encoded [`HostReply`](crate::HostReply), returning its length |
+//! | [`IMPORT_REPLY`] | `(ptr: i32) -> ()` | copies the reply of the last `call` into the guest's buffer at `ptr`, which has room for the length `call` returned |
 //!
 //! The guest also imports a handful of WASI preview-1 functions that Rust's
 //! standard library needs (clock, random, `fd_write` for panic messages).
 //! The host links them with no file system, no environment and no sockets.
 
 /// Version of this ABI. The host refuses a guest that reports another one.
-pub const ABI_VERSION: i32 = 1;
+pub const ABI_VERSION: i32 = 2;
 
 /// Export: `() -> i32`, the guest's ABI version.
 pub const EXPORT_ABI_VERSION: &str = "picloud_abi_version";
@@ -47,6 +49,10 @@ pub const EXPORT_HANDLE: &str = "picloud_handle";
 pub const IMPORT_MODULE: &str = "picloud";
 /// Import: `(level: i32, ptr: i32, len: i32) -> ()`, one line of output.
 pub const IMPORT_OUTPUT: &str = "output";
+/// Import: `(ptr: i32, len: i32) -> i32`, call a host service.
+pub const IMPORT_CALL: &str = "call";
+/// Import: `(ptr: i32) -> ()`, fetch the reply of the last call.
+pub const IMPORT_REPLY: &str = "reply";
 
 /// Packs a pointer and a length into one `i64`.
 pub fn pack(ptr: u32, len: u32) -> i64 {

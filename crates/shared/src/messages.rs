@@ -157,6 +157,12 @@ pub enum OutputLevel {
     Print = 0,
     /// From `debug`.
     Debug = 1,
+    /// From `log("info", ...)`.
+    Info = 2,
+    /// From `log("warn", ...)`.
+    Warn = 3,
+    /// From `log("error", ...)`.
+    Error = 4,
 }
 
 impl OutputLevel {
@@ -164,6 +170,9 @@ impl OutputLevel {
     pub fn from_i32(value: i32) -> OutputLevel {
         match value {
             1 => OutputLevel::Debug,
+            2 => OutputLevel::Info,
+            3 => OutputLevel::Warn,
+            4 => OutputLevel::Error,
             _ => OutputLevel::Print,
         }
     }
@@ -173,6 +182,183 @@ impl OutputLevel {
         match self {
             OutputLevel::Print => "print",
             OutputLevel::Debug => "debug",
+            OutputLevel::Info => "info",
+            OutputLevel::Warn => "warn",
+            OutputLevel::Error => "error",
         }
     }
+
+    /// The level named `name` (`print`, `debug`, `info`, `warn` or `error`,
+    /// `warning` accepted), if any.
+    pub fn from_name(name: &str) -> Option<OutputLevel> {
+        Some(match name {
+            "print" => OutputLevel::Print,
+            "debug" => OutputLevel::Debug,
+            "info" => OutputLevel::Info,
+            "warn" | "warning" => OutputLevel::Warn,
+            "error" => OutputLevel::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// A call from a script to one of the host's services (the `kv`, `vars`,
+/// `secrets`, `http`, `files` and `scripts` modules). Values cross as JSON
+/// text: postcard cannot carry self-describing data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostCall {
+    /// `kv::get(key)`.
+    KvGet {
+        /// The key, in the calling app's key space.
+        key: String,
+    },
+    /// `kv::set(key, value)` and `kv::set(key, value, ttl_ms)`.
+    KvSet {
+        /// The key.
+        key: String,
+        /// The value as JSON text.
+        value: String,
+        /// Time to live in milliseconds, if any.
+        ttl_ms: Option<u64>,
+    },
+    /// `kv::delete(key)`.
+    KvDelete {
+        /// The key.
+        key: String,
+    },
+    /// `kv::list(prefix)`, `kv::list(prefix, after, limit)`.
+    KvList {
+        /// Keys starting with this.
+        prefix: String,
+        /// Only keys after this one (the previous page's `next`).
+        after: Option<String>,
+        /// The most entries to return.
+        limit: u32,
+    },
+    /// `kv::incr(key)`, `kv::incr(key, by)`.
+    KvIncrement {
+        /// The key.
+        key: String,
+        /// The amount to add.
+        by: i64,
+    },
+    /// `vars::get(name)`.
+    VarGet {
+        /// The variable's name.
+        name: String,
+    },
+    /// `secrets::get(name)`.
+    SecretGet {
+        /// The secret's name.
+        name: String,
+    },
+    /// `http::get`, `http::post`, `http::request`.
+    Http(HttpCall),
+    /// `files::read(path)`, `files::read_blob(path)`.
+    FileRead {
+        /// The file's path inside the app's folder.
+        path: String,
+    },
+    /// `files::list(prefix)`.
+    FileList {
+        /// Paths starting with this.
+        prefix: String,
+    },
+    /// `scripts::invoke(name, payload)`.
+    CallScript {
+        /// The script's name, in the calling app.
+        script: String,
+        /// The payload as JSON text; the callee sees it as its JSON body.
+        payload: String,
+    },
+}
+
+impl HostCall {
+    /// The script-facing name of the function, for error messages.
+    pub fn function_name(&self) -> &'static str {
+        match self {
+            HostCall::KvGet { .. } => "kv::get",
+            HostCall::KvSet { .. } => "kv::set",
+            HostCall::KvDelete { .. } => "kv::delete",
+            HostCall::KvList { .. } => "kv::list",
+            HostCall::KvIncrement { .. } => "kv::incr",
+            HostCall::VarGet { .. } => "vars::get",
+            HostCall::SecretGet { .. } => "secrets::get",
+            HostCall::Http(_) => "http::request",
+            HostCall::FileRead { .. } => "files::read",
+            HostCall::FileList { .. } => "files::list",
+            HostCall::CallScript { .. } => "scripts::invoke",
+        }
+    }
+}
+
+/// An outbound HTTP request made by a script.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpCall {
+    /// Upper-case method.
+    pub method: String,
+    /// Absolute `http` or `https` URL.
+    pub url: String,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// The host's answer to a [`HostCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostReply {
+    /// Nothing to return, or nothing found (`()` in Rhai).
+    Unit,
+    /// A yes/no answer (`kv::delete` says whether the key existed).
+    Bool(bool),
+    /// An integer (`kv::incr`).
+    Int(i64),
+    /// A string (`vars::get`, `secrets::get`, `files::read`).
+    Text(String),
+    /// Raw bytes (`files::read_blob`).
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A value as JSON text (`kv::get`, `scripts::call`).
+    Json(String),
+    /// A list of strings (`files::list`).
+    List(Vec<String>),
+    /// One page of `kv::list`: keys with their values as JSON text.
+    KvPage {
+        /// Keys and values, in key order.
+        entries: Vec<(String, String)>,
+        /// The key to pass as `after` for the next page, if there is one.
+        next: Option<String>,
+    },
+    /// The answer to an outbound HTTP request.
+    Http(HttpAnswer),
+    /// The call failed; the script sees a Rhai error it can catch.
+    Error {
+        /// A stable code, such as `quota_exceeded` or `host_not_allowed`.
+        code: String,
+        /// A human message.
+        message: String,
+    },
+}
+
+impl HostReply {
+    /// An error reply.
+    pub fn error(code: &str, message: impl Into<String>) -> HostReply {
+        HostReply::Error {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The response to an outbound HTTP request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
 }

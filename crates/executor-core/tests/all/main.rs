@@ -12,6 +12,7 @@ mod hostile;
 mod isolation;
 mod limits;
 mod pool;
+mod services;
 
 use std::sync::LazyLock;
 

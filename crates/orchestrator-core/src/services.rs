@@ -1,0 +1,31 @@
+//! Where a script's host calls go: the embedder hands the orchestrator a
+//! [`ServiceProvider`] that makes the [`HostServices`] of one invocation,
+//! bound to the script's app. The ingress, the scheduler and the async
+//! workers all ask it, so a script has the same powers whatever started it.
+
+use std::sync::Arc;
+
+use picloud_executor_core::HostServices;
+
+/// The app and script an invocation runs, as the services need them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptIdentity {
+    /// The control plane's id of the app.
+    pub app_id: i64,
+    /// The app's slug.
+    pub app_slug: String,
+    /// The script's name.
+    pub script_name: String,
+    /// The request id of the invocation (of the outermost one, for a nested
+    /// call), for the services' own logs.
+    pub request_id: String,
+    /// How many `scripts::call` levels deep this invocation is; 0 for one
+    /// started by a trigger.
+    pub depth: u32,
+}
+
+/// Makes the services of one invocation.
+pub trait ServiceProvider: Send + Sync {
+    /// The services for one invocation of `script`.
+    fn services_for(&self, script: ScriptIdentity) -> Arc<dyn HostServices>;
+}
