@@ -216,7 +216,10 @@ pub fn observe_record_buffer(records: &RecordBuffer) {
 fn status_label(status: u16) -> SharedString {
     static LABELS: OnceLock<Vec<String>> = OnceLock::new();
     let labels = LABELS.get_or_init(|| (100..600).map(|code| code.to_string()).collect());
-    match status.checked_sub(100).and_then(|index| labels.get(usize::from(index))) {
+    match status
+        .checked_sub(100)
+        .and_then(|index| labels.get(usize::from(index)))
+    {
         Some(label) => SharedString::const_str(label.as_str()),
         None => SharedString::from(status.to_string()),
     }
