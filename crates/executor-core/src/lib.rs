@@ -39,6 +39,7 @@ mod error;
 mod guest;
 mod host;
 mod instance;
+pub mod outbound;
 mod services;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

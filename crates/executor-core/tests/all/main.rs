@@ -11,6 +11,7 @@ mod doc_examples;
 mod hostile;
 mod isolation;
 mod limits;
+mod outbound;
 mod pool;
 mod services;
 
