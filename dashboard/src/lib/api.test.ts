@@ -411,4 +411,22 @@ describe('the API client', () => {
 		expect(query({})).toBe('');
 		expect(query({ a: 'x y', b: undefined, c: '', d: 0 })).toBe('?a=x+y&d=0');
 	});
+
+	it('browses the key-value store by prefix and pages with next', async () => {
+		const { calls, fetchImpl } = mockFetch(
+			{ status: 200, body: { items: [{ key: 'cart/1', value: { n: 1 }, expires_at: null }], next: 'cart/1' } },
+			{ status: 204 },
+			{ status: 200, body: { keys: 3, bytes: 120 } }
+		);
+		const api = createApi(fetchImpl);
+		const page = await api.kv.list('shop', { prefix: 'cart/', after: '', limit: 20 });
+		expect(page.next).toBe('cart/1');
+		await api.kv.remove('shop', 'cart/1');
+		expect(await api.kv.usage('shop')).toEqual({ keys: 3, bytes: 120 });
+		expect(calls.map((call) => `${call.method} ${call.url}`)).toEqual([
+			'GET /api/v1/apps/shop/kv?prefix=cart%2F&limit=20',
+			'DELETE /api/v1/apps/shop/kv/cart%2F1',
+			'GET /api/v1/apps/shop/kv-usage'
+		]);
+	});
 });

@@ -627,10 +627,12 @@ export function createApi(
 				return answer?.hosts ?? hosts;
 			}
 		},
-		/** Browse the app's key-value store (read-only here). */
+		/** Browse the app's key-value store; editors delete keys. */
 		kv: {
 			list: (slug: string, options: { prefix?: string; after?: string; limit?: number } = {}) =>
-				request<KvPage>('GET', `${app(slug)}/kv${query(options)}`)
+				request<KvPage>('GET', `${app(slug)}/kv${query(options)}`),
+			remove: (slug: string, key: string) => request<void>('DELETE', `${app(slug)}/kv/${segment(key)}`),
+			usage: (slug: string) => request<{ keys: number; bytes: number }>('GET', `${app(slug)}/kv-usage`)
 		},
 		/** Cron schedules that run the app's scripts. */
 		schedules: {

@@ -71,13 +71,13 @@ describe('the actions of an app, by my_role', () => {
 			});
 		});
 	}
-	// role, then: variables, secrets, allow-list, schedules, files, limits
+	// role, then: variables, secrets, allow-list, schedules, files, key-value, limits
 	const settings = [
-		['viewer', false, false, false, false, false, false],
-		['editor', true, true, true, true, true, false],
-		['app_admin', true, true, true, true, true, true]
+		['viewer', false, false, false, false, false, false, false],
+		['editor', true, true, true, true, true, true, false],
+		['app_admin', true, true, true, true, true, true, true]
 	] as const;
-	for (const [role, manageVariables, manageSecrets, manageAllowlist, manageSchedules, manageFiles, updateLimits] of settings) {
+	for (const [role, manageVariables, manageSecrets, manageAllowlist, manageSchedules, manageFiles, manageKv, updateLimits] of settings) {
 		it(`${role}: variables, secrets, allow-list, schedules, files and limits`, () => {
 			expect(appAbilities(role)).toMatchObject({
 				manageVariables,
@@ -85,6 +85,7 @@ describe('the actions of an app, by my_role', () => {
 				manageAllowlist,
 				manageSchedules,
 				manageFiles,
+				manageKv,
 				updateLimits
 			});
 		});

@@ -50,6 +50,8 @@ export interface AppAbilities {
 	manageSchedules: boolean;
 	/** Upload and delete static files (editor and above). */
 	manageFiles: boolean;
+	/** Delete keys of the app's key-value store (editor and above). */
+	manageKv: boolean;
 	/** Rename the app, change its settings (app admins only). */
 	updateApp: boolean;
 	/** Change the app's limits: fuel, deadline, memory, output (app admins only). */
@@ -72,6 +74,7 @@ export function appAbilities(role: AppRole): AppAbilities {
 		manageAllowlist: editor,
 		manageSchedules: editor,
 		manageFiles: editor,
+		manageKv: editor,
 		updateApp: appAdmin,
 		updateLimits: appAdmin,
 		deleteApp: appAdmin

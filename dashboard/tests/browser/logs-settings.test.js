@@ -67,21 +67,27 @@ async function expectRows(count) {
 	assert.fail(`the Logs tab never listed ${count} invocations`);
 }
 
+/** Starts a new script in the Scripts tab and deploys `source` as its first version. */
+async function deployNew(name, source) {
+	await page.getByLabel('New script').fill(name);
+	await page.getByRole('button', { name: 'Start editing' }).click();
+	await page.locator('.cm-content').click();
+	await page.keyboard.press('Control+A');
+	await page.keyboard.press('Delete');
+	await page.keyboard.insertText(source);
+	await page.getByRole('button', { name: 'Create and deploy' }).click();
+	await page.getByRole('status').filter({ hasText: `Deployed version 1 of ${name}` }).waitFor();
+}
+
 test('as owner, create an app and deploy a script that prints and sometimes fails', async () => {
 	await logInAs('owner');
 	await page.getByLabel('Slug (in URLs)').fill('obs');
 	await page.getByRole('button', { name: 'Create app' }).click();
 	await page.getByRole('heading', { name: 'obs', level: 1 }).waitFor();
-	await page.getByLabel('New script').fill('hello');
-	await page.getByRole('button', { name: 'Start editing' }).click();
-	await page.locator('.cm-content').click();
-	await page.keyboard.press('Control+A');
-	await page.keyboard.press('Delete');
-	await page.keyboard.insertText(
+	await deployNew(
+		'hello',
 		'print(`handling ${request.subpath}`);\nif request.subpath == "/fail" { throw "boom: the order was not found"; }\n`ok ${request.subpath}`'
 	);
-	await page.getByRole('button', { name: 'Create and deploy' }).click();
-	await page.getByRole('status').filter({ hasText: 'Deployed version 1 of hello' }).waitFor();
 	// One call from the try-it panel, the others as visitors would.
 	await page.getByRole('button', { name: 'Send request' }).click();
 	await page.getByTestId('try-status').filter({ hasText: '200' }).waitFor();
@@ -228,6 +234,27 @@ test('upload a static file and delete it', async () => {
 	await page.getByText('No files yet.').waitFor();
 });
 
+test("what a script keeps in the key-value store shows in Settings, and an editor's delete removes it", async () => {
+	await page.getByRole('tab', { name: 'Scripts' }).click();
+	await deployNew('remember', 'kv::set(`visits${request.subpath}`, #{ path: request.subpath });\n"kept"');
+	assert.deepEqual(await call(['/obs/remember/home', '/obs/remember/cart']), [200, 200]);
+	await page.getByRole('tab', { name: 'Settings' }).click();
+	await page.getByRole('heading', { name: 'Key-value data' }).waitFor();
+	const keys = page.getByRole('table', { name: 'Keys' });
+	await keys.getByRole('cell', { name: 'visits/home', exact: true }).waitFor();
+	assert.match(await keys.getByRole('row', { name: /visits\/cart/ }).innerText(), /"path":"\/cart"/);
+	await page.getByTestId('kv-usage').filter({ hasText: '2 keys' }).waitFor();
+	await page.getByLabel('Key prefix').fill('visits/c');
+	await page.getByRole('button', { name: 'Show keys' }).click();
+	await keys.getByRole('cell', { name: 'visits/home', exact: true }).waitFor({ state: 'detached' });
+	await page.getByRole('button', { name: 'Delete key visits/cart' }).click();
+	const dialog = page.getByRole('dialog', { name: 'Delete key' });
+	await dialog.getByRole('button', { name: 'Delete key' }).click();
+	await dialog.waitFor({ state: 'hidden' });
+	await page.getByRole('status').filter({ hasText: 'Key visits/cart deleted.' }).waitFor();
+	await page.getByText('No keys starting with “visits/c”.').waitFor();
+});
+
 test('add a schedule for the script in the Scripts tab, and pause it', async () => {
 	await page.getByRole('tab', { name: 'Scripts' }).click();
 	await page.getByRole('heading', { name: 'Schedules' }).waitFor();
@@ -283,18 +310,18 @@ test('an editor manages variables but only reads the limits; a viewer only reads
 	await openApp('obs', 'settings');
 	await page.getByTestId('variable-MODE').waitFor();
 	await page.getByTestId('secret-API_KEY').waitFor();
-	for (const button of ['Save variable', 'Save secret', 'Save allow-list', 'Save limits', 'Upload']) {
+	for (const button of ['Save variable', 'Save secret', 'Save allow-list', 'Save limits', 'Upload', 'Save name']) {
 		assert.equal(await page.getByRole('button', { name: button }).count(), 0, `a viewer is offered ${button}`);
 	}
-	assert.equal(await page.getByRole('button', { name: /^(Edit|Remove|Replace) / }).count(), 0);
+	assert.equal(await page.getByRole('button', { name: /^(Edit|Remove|Replace|Delete) / }).count(), 0);
 	await page.getByRole('listitem').filter({ hasText: 'api.example.com' }).waitFor();
 	assert.ok(!(await page.content()).includes(SECRET_VALUE));
+	await screenshot(page, '24-viewer-config');
 	await openApp('obs', 'logs');
 	await expectRows(5);
 	await openApp('obs', 'scripts');
 	await page.getByText('Editors and app admins can add schedules.').waitFor();
 	assert.equal(await page.getByRole('button', { name: /^(Pause|Resume|Delete the schedule)/ }).count(), 0);
-	await screenshot(page, '24-viewer-config');
 });
 
 test('no console errors on any page', () => {
