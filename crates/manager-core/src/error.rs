@@ -33,6 +33,24 @@ pub enum StoreError {
         message: String,
     },
 
+    /// A write to an app's key-value store would exceed one of its quotas
+    /// ([`KvQuota`](crate::KvQuota)); nothing was written.
+    #[error("key-value quota exceeded: {what} (limit {limit})")]
+    QuotaExceeded {
+        /// Which quota, in words: "key count", "value size in bytes"...
+        what: &'static str,
+        /// The limit that would have been exceeded.
+        limit: u64,
+    },
+
+    /// A stored secret does not decrypt under the configured secrets key: the
+    /// key changed, or the row was tampered with or copied from elsewhere.
+    #[error("secret `{name}` cannot be decrypted with this instance's secrets key")]
+    SecretUndecryptable {
+        /// The secret's name.
+        name: String,
+    },
+
     /// The database was migrated by a newer PiCloud than this binary: running
     /// on it could corrupt data that the newer schema relies on.
     #[error(

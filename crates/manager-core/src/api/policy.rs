@@ -31,6 +31,13 @@ pub enum Action {
     DeleteScript,
     /// Add or remove an app's domains.
     ManageDomains,
+    /// Upload and delete an app's static files.
+    ManageFiles,
+    /// Set and delete an app's variables and secrets, replace its
+    /// outbound-HTTP allow-list, delete its key-value entries.
+    ManageConfig,
+    /// Create, change and delete an app's cron schedules.
+    ManageSchedules,
     /// List, add, change and remove an app's members, and look up a user to add.
     ManageMembers,
     /// List the user directory, create users, change instance roles of
@@ -54,6 +61,9 @@ impl Action {
             Action::Rollback => "script.rollback",
             Action::DeleteScript => "script.delete",
             Action::ManageDomains => "domain.manage",
+            Action::ManageFiles => "file.manage",
+            Action::ManageConfig => "config.manage",
+            Action::ManageSchedules => "schedule.manage",
             Action::ManageMembers => "app.manage_members",
             Action::ManageUsers => "instance.manage_users",
             Action::ManageOwners => "instance.manage_owners",
@@ -72,6 +82,9 @@ impl Action {
             Action::Deploy | Action::Rollback | Action::DeleteScript | Action::ManageDomains => {
                 Some(AppRole::Editor)
             }
+            Action::ManageFiles => Some(AppRole::Editor),
+            Action::ManageConfig => Some(AppRole::Editor),
+            Action::ManageSchedules => Some(AppRole::Editor),
             Action::UpdateApp | Action::DeleteApp | Action::ManageMembers => {
                 Some(AppRole::AppAdmin)
             }
@@ -186,6 +199,12 @@ mod tests {
             (&member, Some(AppRole::Viewer), Deploy, false),
             (&member, Some(AppRole::Editor), Deploy, true),
             (&member, Some(AppRole::Editor), ManageDomains, true),
+            (&member, Some(AppRole::Viewer), ManageFiles, false),
+            (&member, Some(AppRole::Editor), ManageFiles, true),
+            (&member, Some(AppRole::Viewer), ManageConfig, false),
+            (&member, Some(AppRole::Editor), ManageConfig, true),
+            (&member, Some(AppRole::Viewer), ManageSchedules, false),
+            (&member, Some(AppRole::Editor), ManageSchedules, true),
             (&member, Some(AppRole::Editor), DeleteApp, false),
             (&member, Some(AppRole::Editor), ManageMembers, false),
             (&member, Some(AppRole::AppAdmin), DeleteApp, true),
