@@ -32,6 +32,7 @@ mod openapi;
 pub mod policy;
 mod runtime;
 mod throttle;
+mod triggers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ use serde::de::DeserializeOwned;
 
 pub use auth::{API_TOKEN_PREFIX, CSRF_HEADER, Caller, Credential, SESSION_COOKIE};
 pub use error::{ApiError, ApiResult};
+pub use triggers::ScheduleObserver;
 pub use hooks::{BoxFuture, CheckError, RoutePublisher, ScriptCompiler};
 
 use crate::Store;
@@ -97,6 +99,8 @@ struct Inner {
     /// The instance key that encrypts app secrets; without one, setting a
     /// secret answers `503`.
     secret_key: std::sync::OnceLock<crate::SecretKey>,
+    /// Told of every schedule change, so the scheduler wakes at the right time.
+    schedule_observer: std::sync::OnceLock<Arc<dyn ScheduleObserver>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -128,6 +132,7 @@ impl ApiState {
                 invocation_feed: std::sync::OnceLock::new(),
                 files: std::sync::OnceLock::new(),
                 secret_key: std::sync::OnceLock::new(),
+                schedule_observer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -166,6 +171,16 @@ impl ApiState {
     /// The instance's secrets key, if set.
     pub fn secret_key(&self) -> Option<&crate::SecretKey> {
         self.inner.secret_key.get()
+    }
+
+    /// Tells `observer` of every schedule created, changed or deleted
+    /// through the API. Only the first call counts.
+    pub fn set_schedule_observer(&self, observer: Arc<dyn ScheduleObserver>) {
+        let _ = self.inner.schedule_observer.set(observer);
+    }
+
+    fn schedule_observer(&self) -> Option<&dyn ScheduleObserver> {
+        self.inner.schedule_observer.get().map(|observer| &**observer)
     }
 
     /// The store.
@@ -263,6 +278,12 @@ fn table() -> Vec<(Endpoint, MethodRouter<ApiState>)> {
         endpoint!(GET "/apps/{app}/domains", "domains", "List an app's domains", auth: true, body: None, status: 200, apps::list_domains),
         endpoint!(POST "/apps/{app}/domains", "domains", "Route a host name to the app", auth: true, body: Some("AddDomainRequest"), status: 201, apps::add_domain),
         endpoint!(DELETE "/apps/{app}/domains/{host}", "domains", "Remove a host name", auth: true, body: None, status: 204, apps::remove_domain),
+        endpoint!(GET "/apps/{app}/schedules", "schedules", "List an app's cron schedules, each with `next_run_at`", auth: true, body: None, status: 200, triggers::list_schedules),
+        endpoint!(POST "/apps/{app}/schedules", "schedules", "Create a cron schedule: `script`, `cron` (five fields or @hourly...), optional `timezone` (default UTC), `payload` (JSON body of each run), `enabled` (editors)", auth: true, body: None, status: 201, triggers::create_schedule),
+        endpoint!(GET "/apps/{app}/schedules/{id}", "schedules", "Get a schedule", auth: true, body: None, status: 200, triggers::get_schedule),
+        endpoint!(PATCH "/apps/{app}/schedules/{id}", "schedules", "Change a schedule's `script`, `cron`, `timezone`, `payload` (null removes it) or `enabled` (editors)", auth: true, body: None, status: 200, triggers::update_schedule),
+        endpoint!(DELETE "/apps/{app}/schedules/{id}", "schedules", "Delete a schedule (editors)", auth: true, body: None, status: 204, triggers::delete_schedule),
+        endpoint!(GET "/apps/{app}/async/{id}", "async", "The status of an invocation accepted with `Prefer: respond-async`: status, attempts, result, error", auth: true, body: None, status: 200, triggers::get_async),
         endpoint!(GET "/apps/{app}/vars", "runtime", "List an app's variables with their values", auth: true, body: None, status: 200, runtime::list_vars),
         endpoint!(PUT "/apps/{app}/vars/{name}", "runtime", "Set a variable (editors)", auth: true, body: None, status: 200, runtime::set_var),
         endpoint!(DELETE "/apps/{app}/vars/{name}", "runtime", "Delete a variable (editors)", auth: true, body: None, status: 204, runtime::delete_var),
