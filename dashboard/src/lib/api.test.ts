@@ -294,7 +294,8 @@ describe('the API client', () => {
 		const listeners: Record<string, (event: MessageEvent) => void> = {};
 		let closed = false;
 		let opened = '';
-		const source: EventSourceLike = {
+		const source: { readyState: number } & Omit<EventSourceLike, 'readyState'> = {
+			readyState: 0,
 			addEventListener: (type, listener) => (listeners[type] = listener),
 			close: () => (closed = true),
 			onerror: null,
@@ -305,15 +306,17 @@ describe('the API client', () => {
 			return source;
 		});
 		const seen: unknown[] = [];
-		const statuses: boolean[] = [];
+		const statuses: string[] = [];
 		const stop = api.invocations.follow('shop', 'hello', (item) => seen.push(item), (up) => statuses.push(up));
 		expect(opened).toBe('/api/v1/apps/shop/invocations/stream?script=hello');
 		source.onopen?.(new Event('open'));
 		listeners.invocation?.(new MessageEvent('invocation', { data: '{"id":1,"status":"ok"}' }));
 		listeners.invocation?.(new MessageEvent('invocation', { data: 'not json' }));
 		source.onerror?.(new Event('error'));
+		source.readyState = 2;
+		source.onerror?.(new Event('error'));
 		expect(seen).toEqual([{ id: 1, status: 'ok' }]);
-		expect(statuses).toEqual([true, false]);
+		expect(statuses).toEqual(['open', 'reconnecting', 'closed']);
 		stop();
 		expect(closed).toBe(true);
 	});

@@ -295,12 +295,16 @@ export interface AppLimits {
 
 /** The subset of `EventSource` the live tail needs, so tests can pass their own. */
 export interface EventSourceLike {
+	/** 0 connecting, 1 open, 2 closed (the browser gave up: a refused or non-SSE answer). */
+	readonly readyState: number;
 	addEventListener(type: string, listener: (event: MessageEvent) => void): void;
 	close(): void;
 	onerror: ((event: Event) => void) | null;
 	onopen: ((event: Event) => void) | null;
 }
 export type EventSourceFactory = (url: string) => EventSourceLike;
+/** The state of a live tail. */
+export type LiveStatus = 'open' | 'reconnecting' | 'closed';
 
 /** Why a call failed, as the server said it (or `network_error`, status 0). */
 export class ApiError extends Error {
@@ -581,13 +585,15 @@ export function createApi(
 			/**
 			 * Follows new invocations as they happen. The browser's `EventSource`
 			 * sends the session cookie (same origin) and reconnects by itself;
-			 * `onStatus` says whether the stream is open. Returns a function that stops it.
+			 * `onStatus` says whether the stream is `open`, `reconnecting` (the
+			 * browser retries by itself) or `closed` (it gave up, for example
+			 * after a `401` or a `404`). Returns a function that stops it.
 			 */
 			follow(
 				slug: string,
 				script: string | undefined,
 				onInvocation: (invocation: Invocation) => void,
-				onStatus: (connected: boolean) => void = () => {}
+				onStatus: (status: LiveStatus) => void = () => {}
 			): () => void {
 				const source = eventSourceImpl(streamUrl(slug, script));
 				source.addEventListener('invocation', (event) => {
@@ -597,8 +603,8 @@ export function createApi(
 						// A malformed event is skipped; the next one may be fine.
 					}
 				});
-				source.onopen = () => onStatus(true);
-				source.onerror = () => onStatus(false);
+				source.onopen = () => onStatus('open');
+				source.onerror = () => onStatus(source.readyState === 2 ? 'closed' : 'reconnecting');
 				return () => source.close();
 			}
 		},
