@@ -37,6 +37,7 @@ struct StateInner {
     records: RecordBuffer,
     config: IngressConfig,
     services: Option<Arc<dyn ServiceProvider>>,
+    async_queue: Option<Arc<dyn crate::triggers::AsyncQueue>>,
 }
 
 impl std::fmt::Debug for IngressState {
@@ -64,6 +65,7 @@ impl IngressState {
                 records,
                 config,
                 services: None,
+                async_queue: None,
             }),
         }
     }
@@ -74,6 +76,16 @@ impl IngressState {
         Arc::get_mut(&mut self.inner)
             .expect("with_services is called before the state is shared")
             .services = Some(provider);
+        self
+    }
+
+    /// The same state, storing requests sent with `Prefer: respond-async`
+    /// in `queue` and answering them `202 Accepted`. Call it before the
+    /// state is cloned.
+    pub fn with_async_queue(mut self, queue: Arc<dyn crate::triggers::AsyncQueue>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_async_queue is called before the state is shared")
+            .async_queue = Some(queue);
         self
     }
 
@@ -223,6 +235,12 @@ async fn handle_request(
         body: Vec::from(body),
         request_id: request_id.to_owned(),
     };
+
+    if let Some(queue) = &state.inner.async_queue
+        && crate::triggers::wants_async(&executor_request.headers)
+    {
+        return crate::triggers::accept_async(&**queue, &script, executor_request).await;
+    }
 
     let context = InvocationContext {
         services: state.services().map(|provider| {

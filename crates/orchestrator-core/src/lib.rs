@@ -71,6 +71,7 @@ pub mod request_id;
 mod routes;
 mod serve;
 mod services;
+pub mod triggers;
 
 pub use crate::config::{IngressConfig, RecordConfig};
 pub use crate::error::IngressError;

@@ -29,6 +29,10 @@ use crate::config::RecordConfig;
 pub enum Trigger {
     /// An HTTP request to the script's endpoint.
     Http,
+    /// A tick of one of the script's cron schedules.
+    Schedule,
+    /// A request accepted with `Prefer: respond-async` and run in the background.
+    Async,
 }
 
 impl Trigger {
@@ -36,6 +40,8 @@ impl Trigger {
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Http => "http",
+            Trigger::Schedule => "schedule",
+            Trigger::Async => "async",
         }
     }
 }
