@@ -9,6 +9,7 @@
 //! [`Store`]: picloud_manager_core::Store
 
 mod harness;
+mod health_suite;
 mod invocations_suite;
 mod login_throttle;
 mod runtime_suite;
@@ -82,4 +83,5 @@ run_store_suite!(
     async_jobs_are_claimed_once_completed_and_retried_until_failed,
     a_job_whose_worker_died_is_claimed_again_after_its_lease,
     deleting_a_script_removes_its_schedules_and_jobs,
+    ping_answers_until_the_pool_is_closed,
 );

@@ -1390,3 +1390,4 @@ pub async fn account_changes_and_their_audit_entries_commit_together(database: &
 pub use crate::invocations_suite::*;
 pub use crate::runtime_suite::*;
 pub use crate::triggers_suite::*;
+pub use crate::health_suite::*;
