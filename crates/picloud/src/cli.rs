@@ -12,6 +12,16 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+#[path = "cli_logs.rs"]
+mod logs;
+pub use logs::LogsArguments;
+#[path = "cli_config.rs"]
+mod app_config;
+pub use app_config::{SecretsCommand, VarsCommand};
+#[path = "cli_files.rs"]
+mod files;
+pub use files::FilesCommand;
+
 /// Where the CLI keeps the server URL and token unless this variable says.
 pub const CLI_CONFIG_ENV: &str = "PICLOUD_CLI_CONFIG";
 
@@ -25,6 +35,10 @@ pub enum CliCommand {
     Versions(VersionsArguments),
     Rollback(RollbackArguments),
     Invoke(InvokeArguments),
+    Logs(LogsArguments),
+    Vars(VarsCommand),
+    Secrets(SecretsCommand),
+    Files(FilesCommand),
 }
 
 /// `picloud login`.
@@ -188,6 +202,10 @@ pub async fn run(command: CliCommand) -> ExitCode {
         CliCommand::Versions(arguments) => versions(arguments).await,
         CliCommand::Rollback(arguments) => rollback(arguments).await,
         CliCommand::Invoke(arguments) => invoke(arguments).await,
+        CliCommand::Logs(arguments) => logs::run(arguments).await,
+        CliCommand::Vars(command) => app_config::run_vars(command).await,
+        CliCommand::Secrets(command) => app_config::run_secrets(command).await,
+        CliCommand::Files(command) => files::run(command).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

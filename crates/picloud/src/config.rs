@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use picloud_executor_core::ExecutorConfig;
+use picloud_executor_core::outbound::OutboundConfig;
+use picloud_manager_core::files::FileQuota;
 use picloud_orchestrator_core::IngressConfig;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +49,18 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// The HTTP ingress (request limits, timeouts, invocation records).
     pub ingress: IngressConfig,
+    /// Retention of the invocation records in the database (`[records]`).
+    pub records: RecordSettings,
+    /// Static files per app: quotas (`[files]`).
+    pub files: FileQuota,
+    /// Outbound HTTP from scripts (`[outbound]`).
+    pub outbound: OutboundSettings,
+    /// The key that encrypts app secrets at rest (`[secrets]`).
+    pub secrets: SecretsSettings,
+    /// What scripts may use of the runtime services (`[runtime]`).
+    pub runtime: RuntimeSettings,
+    /// Cron schedules and async invocations (`[triggers]`).
+    pub triggers: crate::triggers::TriggerSettings,
 }
 
 impl Default for Config {
@@ -63,6 +77,12 @@ impl Default for Config {
             api: ApiSettings::default(),
             executor: ExecutorConfig::default(),
             ingress: IngressConfig::default(),
+            records: RecordSettings::default(),
+            files: FileQuota::default(),
+            outbound: OutboundSettings::default(),
+            secrets: SecretsSettings::default(),
+            runtime: RuntimeSettings::default(),
+            triggers: crate::triggers::TriggerSettings::default(),
         }
     }
 }
@@ -148,6 +168,206 @@ impl Default for ApiSettings {
         ApiSettings {
             session_lifetime_secs: 7 * 24 * 60 * 60,
             max_request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Retention of the invocation records in the database (`[records]`); how
+/// they are buffered before they are written is `[ingress.records]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordSettings {
+    /// Records kept per app; older ones beyond it are deleted. Default 10,000.
+    pub retention_max_per_app: u32,
+    /// Records older than this many days are deleted. Default 7.
+    pub retention_max_age_days: u32,
+    /// Seconds between two retention runs (one also runs at start).
+    /// Default 600 (10 minutes).
+    pub retention_interval_secs: u64,
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        RecordSettings {
+            retention_max_per_app: 10_000,
+            retention_max_age_days: 7,
+            retention_interval_secs: 600,
+        }
+    }
+}
+
+/// The environment variable that holds the secrets key; it wins over the file.
+pub const SECRETS_KEY_ENV: &str = "PICLOUD_SECRETS_KEY";
+
+/// The file under the data directory where a generated secrets key is kept.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
+
+/// The key that encrypts app secrets at rest (`[secrets]`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsSettings {
+    /// 32 bytes as 64 hex digits or base64 (`openssl rand -base64 32`).
+    /// `PICLOUD_SECRETS_KEY` overrides it. Default: none, and the key in
+    /// `<data_dir>/secrets.key` is used, generated on first start.
+    #[serde(skip_serializing)]
+    pub key: Option<String>,
+}
+
+/// Never shows the key.
+impl std::fmt::Debug for SecretsSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SecretsSettings")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl SecretsSettings {
+    /// The secrets key: from `PICLOUD_SECRETS_KEY`, else from `[secrets] key`,
+    /// else from `<data_dir>/secrets.key`, which is created (mode 0600) with a
+    /// fresh random key if missing. Logs where the key came from, never the key.
+    pub fn load_or_create_key(
+        &self,
+        data_dir: &Path,
+    ) -> anyhow::Result<picloud_manager_core::SecretKey> {
+        use picloud_manager_core::SecretKey;
+        if let Ok(text) = std::env::var(SECRETS_KEY_ENV) {
+            tracing::info!("secrets key read from {SECRETS_KEY_ENV}");
+            return SecretKey::from_text(&text)
+                .with_context(|| format!("invalid {SECRETS_KEY_ENV}"));
+        }
+        if let Some(text) = &self.key {
+            tracing::info!("secrets key read from the configuration ([secrets] key)");
+            return SecretKey::from_text(text).context("invalid [secrets] key");
+        }
+        let path = data_dir.join(SECRETS_KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                tracing::info!(path = %path.display(), "secrets key read from its file");
+                SecretKey::from_text(&text)
+                    .with_context(|| format!("invalid secrets key in {}", path.display()))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let key = SecretKey::generate();
+                write_private_file(&path, &format!("{}\n", key.to_base64())).with_context(
+                    || format!("cannot write the secrets key to {}", path.display()),
+                )?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a new secrets key; back it up: without it, stored app secrets cannot be read"
+                );
+                Ok(key)
+            }
+            Err(error) => Err(error)
+                .with_context(|| format!("cannot read the secrets key from {}", path.display())),
+        }
+    }
+}
+
+/// Creates `path` with `contents`, readable by its owner only; fails if it exists.
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Outbound HTTP from scripts (`[outbound]`); see
+/// [`OutboundConfig`] for the rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSettings {
+    /// Connection (TCP + TLS) timeout, in milliseconds. Default 5,000.
+    pub connect_timeout_ms: u64,
+    /// Total time one request may take, redirects and body included, in
+    /// milliseconds; the invocation's deadline shortens it. Default 10,000.
+    pub timeout_ms: u64,
+    /// Largest response body, in bytes. Default 1 MiB.
+    pub max_response_bytes: usize,
+    /// Most requests one invocation may send. Default 10.
+    pub max_requests_per_invocation: u32,
+    /// Most redirects one request follows. Default 5.
+    pub max_redirects: u32,
+    /// Hosts, addresses (`host[:port]`, `IP[:port]`, `[IPv6]:port`) or
+    /// networks (`IP/prefix`) exempt from the refusal of private and
+    /// loopback addresses. Default: none.
+    pub allow_private: Vec<String>,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        let defaults = OutboundConfig::default();
+        OutboundSettings {
+            connect_timeout_ms: defaults.connect_timeout.as_millis() as u64,
+            timeout_ms: defaults.total_timeout.as_millis() as u64,
+            max_response_bytes: defaults.max_response_bytes,
+            max_requests_per_invocation: defaults.max_requests_per_invocation,
+            max_redirects: defaults.max_redirects,
+            allow_private: Vec::new(),
+        }
+    }
+}
+
+impl OutboundSettings {
+    /// The outbound client's configuration.
+    pub fn client_config(&self) -> OutboundConfig {
+        OutboundConfig {
+            connect_timeout: std::time::Duration::from_millis(self.connect_timeout_ms),
+            total_timeout: std::time::Duration::from_millis(self.timeout_ms),
+            max_response_bytes: self.max_response_bytes,
+            max_requests_per_invocation: self.max_requests_per_invocation,
+            max_redirects: self.max_redirects,
+            allow_private: self.allow_private.clone(),
+        }
+    }
+}
+
+/// Quotas of the script runtime (`[runtime]`): each app's key-value store
+/// and the nesting of `scripts::invoke`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// Most keys one app may keep. Default 10,000.
+    pub kv_max_keys: u64,
+    /// Largest value (its JSON text), in bytes. Default 64 KiB.
+    pub kv_max_value_bytes: u64,
+    /// Most bytes (keys plus values) one app may keep. Default 10 MiB.
+    pub kv_max_total_bytes: u64,
+    /// Longest key, in bytes. Default 512.
+    pub kv_max_key_bytes: u64,
+    /// How deep `scripts::invoke` calls may nest. Default 3.
+    pub max_call_depth: u32,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        let limits = crate::runtime::RuntimeLimits::default();
+        RuntimeSettings {
+            kv_max_keys: limits.kv.max_keys,
+            kv_max_value_bytes: limits.kv.max_value_bytes,
+            kv_max_total_bytes: limits.kv.max_total_bytes,
+            kv_max_key_bytes: limits.kv.max_key_bytes,
+            max_call_depth: limits.max_call_depth,
+        }
+    }
+}
+
+impl RuntimeSettings {
+    /// The runtime's limits.
+    pub fn limits(&self) -> crate::runtime::RuntimeLimits {
+        crate::runtime::RuntimeLimits {
+            kv: picloud_manager_core::KvQuota {
+                max_keys: self.kv_max_keys,
+                max_value_bytes: self.kv_max_value_bytes,
+                max_total_bytes: self.kv_max_total_bytes,
+                max_key_bytes: self.kv_max_key_bytes,
+            },
+            max_call_depth: self.max_call_depth,
         }
     }
 }
@@ -259,6 +479,7 @@ impl Config {
             anyhow::bail!("public_url must start with http:// or https://, not `{public_url}`");
         }
         crate::observability::validate(&self.log, &self.admin)?;
+        self.triggers.validate()?;
         Ok(())
     }
 
@@ -322,6 +543,27 @@ mod tests {
         assert!(error.to_string().contains("listen_port"), "{error}");
         let error = Config::from_toml("[executor.pool]\nmax_warm = 3\n").unwrap_err();
         assert!(error.to_string().contains("max_warm"), "{error}");
+    }
+
+    #[test]
+    fn record_retention_has_defaults_and_refuses_unknown_keys() {
+        let defaults = Config::from_toml("").unwrap().records;
+        assert_eq!(
+            (
+                defaults.retention_max_per_app,
+                defaults.retention_max_age_days,
+                defaults.retention_interval_secs
+            ),
+            (10_000, 7, 600)
+        );
+        let config = Config::from_toml(
+            "[records]\nretention_max_per_app = 50\nretention_max_age_days = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.records.retention_max_per_app, 50);
+        assert_eq!(config.records.retention_max_age_days, 1);
+        let error = Config::from_toml("[records]\nretention = 3\n").unwrap_err();
+        assert!(error.to_string().contains("retention"), "{error}");
     }
 
     #[test]

@@ -10,7 +10,11 @@ mod cli;
 mod config;
 mod dashboard;
 mod observability;
+mod records;
+mod runtime;
 mod server;
+mod static_files;
+mod triggers;
 mod wiring;
 
 use std::path::PathBuf;
@@ -48,6 +52,17 @@ enum Command {
     Rollback(cli::RollbackArguments),
     /// Call a script's endpoint and print the response body.
     Invoke(cli::InvokeArguments),
+    /// Print an app's invocation records (status, duration, output, errors); `--follow` tails new ones.
+    Logs(cli::LogsArguments),
+    /// Manage an app's variables (read by scripts with `vars::get`).
+    #[command(subcommand)]
+    Vars(cli::VarsCommand),
+    /// Manage an app's secrets (write-only; read by scripts with `secrets::get`).
+    #[command(subcommand)]
+    Secrets(cli::SecretsCommand),
+    /// Manage an app's static files, served at /APP/_static/PATH.
+    #[command(subcommand)]
+    Files(cli::FilesCommand),
 }
 
 /// Flags of `picloud serve`; each overrides the configuration file.
@@ -117,6 +132,10 @@ impl Command {
             Command::Versions(arguments) => cli::CliCommand::Versions(arguments),
             Command::Rollback(arguments) => cli::CliCommand::Rollback(arguments),
             Command::Invoke(arguments) => cli::CliCommand::Invoke(arguments),
+            Command::Logs(arguments) => cli::CliCommand::Logs(arguments),
+            Command::Vars(command) => cli::CliCommand::Vars(command),
+            Command::Secrets(command) => cli::CliCommand::Secrets(command),
+            Command::Files(command) => cli::CliCommand::Files(command),
         }
     }
 }

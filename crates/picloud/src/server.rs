@@ -11,7 +11,8 @@ use picloud_manager_core::{InstanceRole, NewUser, Store, auth};
 use picloud_orchestrator_core::{IngressState, RecordBuffer, RouteTable, ingress_router, serve};
 
 use crate::config::{Config, redact_database_url};
-use crate::wiring::{ExecutorCompiler, LogRecordSink, RouteTablePublisher, snapshot};
+use crate::records::{FEED_CAPACITY, StoreRecordSink, enforce_retention};
+use crate::wiring::{ExecutorCompiler, RouteTablePublisher, snapshot};
 
 /// The environment variable holding the first owner's password.
 pub const OWNER_PASSWORD_ENV: &str = "PICLOUD_OWNER_PASSWORD";
@@ -49,6 +50,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "database ready"
     );
     create_owner_if_empty(&store, &config).await?;
+    // The key that encrypts app secrets; the script runtime decrypts with it too.
+    let secret_key = config.secrets.load_or_create_key(&config.data_dir)?;
 
     let executor_config = config.executor.clone();
     let executor = tokio::task::spawn_blocking(move || Executor::new(executor_config))
@@ -79,18 +82,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let metrics_handle = picloud_orchestrator_core::metrics::install()
         .map_err(|_| anyhow::anyhow!("another metrics recorder is already installed"))?;
-    let records = RecordBuffer::start(config.ingress.records.clone(), Arc::new(LogRecordSink));
+    let (invocation_feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
+    let records = RecordBuffer::start(
+        config.ingress.records.clone(),
+        Arc::new(StoreRecordSink::new(store.clone(), invocation_feed.clone())),
+    );
     let metrics_source = crate::observability::MetricsSource {
         handle: metrics_handle,
         executor: executor.clone(),
         records: records.clone(),
     };
+    let app_files = picloud_manager_core::files::AppFiles::open(&config.data_dir)
+        .context("cannot open the static files folder")?;
+    let outbound =
+        picloud_executor_core::outbound::OutboundClient::new(config.outbound.client_config())
+            .map_err(|error| anyhow::anyhow!("cannot start the outbound HTTP client: {error}"))?;
+    let runtime = crate::runtime::Runtime::new(
+        store.clone(),
+        secret_key.clone(),
+        outbound,
+        app_files.clone(),
+        routes.clone(),
+        executor.clone(),
+        config.runtime.limits(),
+    );
+    let trigger_hooks = crate::triggers::TriggerHooks::new(store.clone(), &config.triggers);
     let ingress = IngressState::new(
         executor.clone(),
         routes.clone(),
         records.clone(),
         config.ingress.clone(),
-    );
+    )
+    .with_services(Arc::new(runtime.clone()))
+    .with_async_queue(trigger_hooks.queue());
     let api = ApiState::new(
         store.clone(),
         Arc::new(ExecutorCompiler {
@@ -106,6 +130,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_request_bytes: config.api.max_request_bytes,
         },
     );
+    api.set_invocation_feed(invocation_feed);
+    api.set_secret_key(secret_key.clone());
+    api.set_files(app_files.clone(), config.files);
+    api.set_schedule_observer(trigger_hooks.observer());
+    let triggers = trigger_hooks.start(ingress.clone());
     let router = api_router(api)
         .merge(crate::observability::health_router(store.clone()))
         .merge(crate::observability::protected_metrics_router(
@@ -113,6 +142,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.admin.metrics_token.clone(),
         ))
         .merge(crate::dashboard::router(config.dashboard_dir().as_deref()))
+        .merge(crate::static_files::router(
+            crate::static_files::StaticFiles {
+                files: app_files,
+                store: store.clone(),
+                routes: routes.clone(),
+            },
+        ))
         .merge(ingress_router(ingress));
 
     let admin_listener = match config.admin.listen {
@@ -128,6 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let session_sweeper = tokio::spawn(sweep_expired_sessions(store.clone()));
+    let retention = tokio::spawn(enforce_retention(store.clone(), config.records.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -148,6 +185,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "stopped accepting; flushing invocation records"
     );
     session_sweeper.abort();
+    retention.abort();
+    triggers.shutdown(Duration::from_secs(10)).await;
     if let Some(admin_listener) = admin_listener {
         admin_listener.stop().await;
     }

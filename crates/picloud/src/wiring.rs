@@ -1,14 +1,13 @@
 //! The glue between the manager's API and the in-process orchestrator and
-//! executor: the two hooks the API calls, and the invocation-record sink.
+//! executor: the two hooks the API calls. The invocation-record sink is in
+//! `records.rs`.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use picloud_executor_core::{Executor, InvocationLimits, InvokeError, ScriptVersion};
 use picloud_manager_core::api::{BoxFuture, CheckError, RoutePublisher, ScriptCompiler};
 use picloud_manager_core::{ActiveScript, DomainRoute};
-use picloud_orchestrator_core::{InvocationRecord, RecordSink, RouteTable, RoutesSnapshot};
+use picloud_orchestrator_core::{RouteTable, RoutesSnapshot};
 
 /// Compiles deployed scripts in the in-process sandbox.
 pub struct ExecutorCompiler {
@@ -115,39 +114,5 @@ impl RoutePublisher for RouteTablePublisher {
 
     fn domains_changed(&self, app_slug: &str, hosts: &[String]) {
         self.routes.set_domains(app_slug, hosts);
-    }
-}
-
-/// Writes invocation records to the log (target `picloud::invocation`, at
-/// debug level: enable with `RUST_LOG=info,picloud::invocation=debug`), one
-/// event per record. A store table for them comes with the logs view.
-///
-/// Debug, not info: an unbuffered log line per request costs a `write`
-/// system call on the hot path, about a third of the server's throughput in
-/// `benches/http-load.sh`.
-pub struct LogRecordSink;
-
-impl RecordSink for LogRecordSink {
-    fn write_batch(
-        &self,
-        batch: Vec<InvocationRecord>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            for record in batch {
-                tracing::debug!(
-                    target: "picloud::invocation",
-                    request_id = %record.request_id,
-                    app = %record.app_slug,
-                    script = %record.script_name,
-                    version_id = record.version_id,
-                    status = record.status,
-                    error = record.error_code.as_deref().unwrap_or(""),
-                    duration_us = record.duration_us,
-                    fuel_used = record.fuel_used,
-                    cold_start = record.cold_start,
-                    "invocation"
-                );
-            }
-        })
     }
 }

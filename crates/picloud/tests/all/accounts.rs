@@ -52,6 +52,24 @@ const MATRIX: &[(&str, &str, [u16; 9])] = &[
     ("GET",    "/api/v1/apps/matrix/domains",                  [200, 200, 200, 200, 200, 404, 401, 401, 401]),
     ("POST",   "/api/v1/apps/matrix/domains",                  [201, 201, 403, 201, 201, 404, 401, 401, 401]),
     ("DELETE", "/api/v1/apps/matrix/domains/matrix.example",   [204, 204, 403, 204, 204, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/vars",                     [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("PUT",    "/api/v1/apps/matrix/vars/MATRIX_VAR",          [200, 200, 403, 200, 200, 404, 401, 401, 401]),
+    ("DELETE", "/api/v1/apps/matrix/vars/MISSING",             [404, 404, 403, 404, 404, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/secrets",                  [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("PUT",    "/api/v1/apps/matrix/secrets/MATRIX_SECRET",    [200, 200, 403, 200, 200, 404, 401, 401, 401]),
+    ("DELETE", "/api/v1/apps/matrix/secrets/MISSING",          [404, 404, 403, 404, 404, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/http-allowlist",           [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("PUT",    "/api/v1/apps/matrix/http-allowlist",           [200, 200, 403, 200, 200, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/kv",                       [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("DELETE", "/api/v1/apps/matrix/kv/missing-key",           [404, 404, 403, 404, 404, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/kv-usage",                 [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/files",                    [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("PUT",    "/api/v1/apps/matrix/files/site.css",           [201, 201, 403, 201, 201, 404, 401, 401, 401]),
+    ("DELETE", "/api/v1/apps/matrix/files/missing.txt",        [404, 404, 403, 404, 404, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/invocations",              [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/invocations/stream",       [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/invocations/stats",        [200, 200, 200, 200, 200, 404, 401, 401, 401]),
+    ("GET",    "/api/v1/apps/matrix/invocations/999999",       [404, 404, 404, 404, 404, 404, 401, 401, 401]),
     ("GET",    "/api/v1/apps/matrix/members",                  [200, 403, 403, 403, 200, 404, 401, 401, 401]),
     ("POST",   "/api/v1/apps/matrix/members",                  [201, 403, 403, 403, 201, 404, 401, 401, 401]),
     ("POST",   "/api/v1/apps/matrix/members/lookup",           [200, 403, 403, 403, 200, 404, 401, 401, 401]),
@@ -79,6 +97,10 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         ("POST", "tokens") => Some(json!({"name": "matrix"})),
         ("POST", "apps") => Some(json!({"slug": unique("made-")})),
         ("PATCH", APP) => Some(json!({"name": "The matrix"})),
+        ("PUT", _) if path.contains("/vars/") || path.contains("/secrets/") => {
+            Some(json!({"value": "matrix value"}))
+        }
+        ("PUT", "http-allowlist") => Some(json!({"hosts": ["api.matrix.example"]})),
         ("PUT", _) => Some(json!({"source": SOURCE})),
         ("POST", "rollback") => Some(json!({"version": 1})),
         ("POST", "domains") => Some(json!({"host": "added.matrix.example"})),
@@ -98,6 +120,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
 
 /// Sends a request, retrying a `503` of a busy sandbox.
 async fn send(client: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    if path.ends_with("/invocations/stream") {
+        return stream_status(client, path).await;
+    }
     let method = Method::from_bytes(method.as_bytes()).unwrap();
     for _ in 0..50 {
         let (status, answer) = client.send(method.clone(), path, body.clone()).await;
@@ -107,6 +132,21 @@ async fn send(client: &Client, method: &str, path: &str, body: Option<Value>) ->
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("{method} {path} kept answering 503");
+}
+
+/// The status of a live tail, which never ends: its body is only read when
+/// it is an error.
+async fn stream_status(client: &Client, path: &str) -> (u16, Value) {
+    let mut request = client.http.get(format!("{}{path}", client.base_url));
+    if let Some(token) = &client.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("open the stream");
+    let status = response.status().as_u16();
+    if status == 200 {
+        return (status, Value::Null);
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[track_caller]
@@ -282,6 +322,13 @@ impl Fixture {
         match (method, path.trim_start_matches("/api/v1")) {
             ("DELETE", "/apps/matrix") => self.create_app().await,
             ("DELETE", "/apps/matrix/scripts/hello") => self.deploy_twice().await,
+            ("PUT", "/apps/matrix/files/site.css") => {
+                expect(
+                    send(owner, "DELETE", "/api/v1/apps/matrix/files/site.css", None).await,
+                    204,
+                    "restore",
+                );
+            }
             ("POST", "/apps/matrix/domains") => {
                 expect(
                     send(
@@ -414,6 +461,10 @@ fn template(path: &str) -> String {
             "scripts" => "{script}",
             "versions" => "{version}",
             "domains" => "{host}",
+            "invocations" if !matches!(*segment, "stream" | "stats") => "{id}",
+            "files" => "{*path}",
+            "vars" | "secrets" => "{name}",
+            "kv" => "{*key}",
             "members" if *segment != "lookup" => "{user}",
             "tokens" => "{id}",
             "users" if segments.contains(&"admin") => "{id}",
