@@ -360,6 +360,33 @@ mod tests {
         assert!(error.to_string().contains("metrics_token"), "{error}");
     }
 
+    #[test]
+    fn log_and_admin_sections_parse() {
+        use crate::config::Config;
+        let config = Config::from_toml(
+            "[log]\nformat = \"json\"\nlevel = \"info,picloud::script=warn\"\n\
+             [admin]\nlisten = \"127.0.0.1:9090\"\nmetrics_token = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.log.level, "info,picloud::script=warn");
+        assert_eq!(config.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(
+            config.admin.metrics_token.as_deref(),
+            Some("0123456789abcdef")
+        );
+
+        let defaults = Config::default();
+        assert_eq!(defaults.log.format, LogFormat::Text);
+        assert_eq!(defaults.log.level, "info");
+        assert_eq!(defaults.admin, AdminSettings::default());
+
+        let human = Config::from_toml("[log]\nformat = \"human\"\n").unwrap();
+        assert_eq!(human.log.format, LogFormat::Text);
+        let error = Config::from_toml("[admin]\nmetrics = true\n").unwrap_err();
+        assert!(error.to_string().contains("metrics"), "{error}");
+    }
+
     #[tokio::test]
     async fn readiness_follows_the_database() {
         let directory = tempfile::tempdir().unwrap();
