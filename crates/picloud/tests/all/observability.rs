@@ -177,6 +177,20 @@ async fn metrics_count_invocations_and_logs_carry_the_request_id() {
     assert_eq!(failure["code"], "runtime_error", "{failure}");
     assert!(failure["timestamp"].is_string(), "{failure}");
     assert_eq!(failure["level"], "INFO", "{failure}");
+
+    // The scripts' own output is logged inside the request too, with the
+    // generated id the caller got back.
+    let printed: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "saying hello")
+        .collect();
+    assert_eq!(printed.len(), 2, "{logs}");
+    for line in &printed {
+        let id = line["span"]["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{line}");
+        assert_eq!(line["span"]["name"], "request", "{line}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
