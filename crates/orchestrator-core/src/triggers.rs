@@ -272,14 +272,14 @@ struct Task {
 
 /// What the loops share: the wake-up, the stop flag.
 struct Control {
-    wake: Notify,
+    wake: Arc<Notify>,
     closed: AtomicBool,
 }
 
 impl Control {
-    fn new() -> Arc<Control> {
+    fn new(wake: Arc<Notify>) -> Arc<Control> {
         Arc::new(Control {
-            wake: Notify::new(),
+            wake,
             closed: AtomicBool::new(false),
         })
     }
@@ -324,14 +324,17 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the scheduler's task on the current Tokio runtime.
+    /// Starts the scheduler's task on the current Tokio runtime. `wake`
+    /// is notified (`notify_one`) when schedules change, for example by the
+    /// management API; [`notify`](Self::notify) does the same.
     pub fn start(
         ingress: IngressState,
         store: Arc<dyn TriggerStore>,
         clock: Arc<dyn Clock>,
         config: TriggerConfig,
+        wake: Arc<Notify>,
     ) -> Scheduler {
-        let control = Control::new();
+        let control = Control::new(wake);
         let handle = tokio::spawn(schedule_loop(
             ingress,
             store,
@@ -461,14 +464,17 @@ impl std::fmt::Debug for AsyncWorker {
 
 impl AsyncWorker {
     /// Starts [`TriggerConfig::workers`] worker tasks on the current Tokio
-    /// runtime (none when it is 0).
+    /// runtime (none when it is 0). `wake` is notified (`notify_one`) when a
+    /// job is queued on this node, for example by the [`AsyncQueue`];
+    /// [`notify`](Self::notify) does the same.
     pub fn start(
         ingress: IngressState,
         store: Arc<dyn TriggerStore>,
         clock: Arc<dyn Clock>,
         config: TriggerConfig,
+        wake: Arc<Notify>,
     ) -> AsyncWorker {
-        let control = Control::new();
+        let control = Control::new(wake);
         let tasks = (0..config.workers)
             .map(|index| Task {
                 handle: tokio::spawn(worker_loop(
