@@ -96,6 +96,15 @@ test('as owner, create an app and deploy a script that prints and sometimes fail
 	assert.ok(statuses[2] >= 500, `the failing call answered ${statuses[2]}`);
 });
 
+test("from the try-it answer, open that very call in Logs by its request id", async () => {
+	await page.getByRole('link', { name: 'see this call in Logs' }).click();
+	await page.waitForURL(/tab=logs&request=/);
+	await page.getByText(/^Showing request /).waitFor();
+	await page.getByTestId('invocation-output').filter({ hasText: 'handling' }).waitFor();
+	assert.equal(await page.getByTestId('invocation-row').count(), 1);
+	await page.getByRole('button', { name: 'Show all' }).click();
+});
+
 test('open Logs: rows with status and duration, the error stands out, and its row opens on the output', async () => {
 	await page.getByRole('tab', { name: 'Logs' }).click();
 	await expectRows(4);
@@ -107,8 +116,8 @@ test('open Logs: rows with status and duration, the error stands out, and its ro
 	assert.match(await page.getByTestId('invocation-row').first().innerText(), /hello/);
 	await failed.getByRole('button', { name: /^Show details of hello/ }).click();
 	await page.getByRole('note').filter({ hasText: 'boom: the order was not found' }).waitFor();
-	assert.match(await page.getByTestId('invocation-output').innerText(), /handling \/fail/);
-	await page.getByRole('meter', { name: /Fuel used/ }).waitFor();
+	assert.match(await page.locator('tr.details.failed').getByTestId('invocation-output').innerText(), /handling \/fail/);
+	await page.locator('tr.details.failed').getByRole('meter', { name: /Fuel used/ }).waitFor();
 	await failed.getByRole('button', { name: /^Hide details of hello/ }).waitFor();
 });
 
@@ -116,8 +125,10 @@ test('the charts draw invocations, errors and latency for the script', async () 
 	const charts = page.getByTestId('chart');
 	assert.equal(await charts.count(), 3);
 	await charts.first().locator('canvas').waitFor();
+	await page.getByRole('button', { name: 'Refresh' }).click();
 	const totals = page.getByRole('table', { name: 'Totals per script' });
 	const row = totals.getByRole('row', { name: /hello/ });
+	await row.getByRole('cell', { name: '4', exact: true }).waitFor();
 	const cells = await row.getByRole('cell').allInnerTexts();
 	assert.equal(cells[1], '4');
 	assert.equal(cells[2], '1');
