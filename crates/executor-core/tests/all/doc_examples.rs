@@ -3,8 +3,11 @@
 
 use std::path::Path;
 
-use picloud_executor_core::Request;
+use std::sync::Arc;
 
+use picloud_executor_core::{InvocationContext, Request};
+
+use crate::services::Memory;
 use crate::{executor, script};
 
 /// The ```rhai blocks of a Markdown text.
@@ -42,7 +45,15 @@ async fn scripting_guide_examples_run() {
             body: br#"{"id": 7, "items": [{"qty": 2, "price": 1.5}]}"#.to_vec(),
             request_id: "docs".into(),
         };
-        let invocation = executor().invoke(&script(&source), request).await;
+        // The examples of the services run against the in-memory services
+        // of the `services` tests.
+        let context = InvocationContext {
+            services: Some(Arc::new(Memory::default())),
+            deadline: None,
+        };
+        let invocation = executor()
+            .invoke_with(&script(&source), request, context)
+            .await;
         if let Err(error) = invocation.result {
             failures.push(format!("{source}\n→ {error}"));
         }

@@ -16,8 +16,9 @@ use crate::{body, executor, get, script};
 
 /// An in-memory key space, a fixed variable, and slow or failing calls on
 /// request.
+/// The documentation's examples (`doc_examples`) run against it too.
 #[derive(Default)]
-struct Memory {
+pub struct Memory {
     kv: Mutex<BTreeMap<String, String>>,
     calls: Mutex<Vec<HostCall>>,
 }
@@ -70,10 +71,15 @@ impl HostServices for Memory {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     HostReply::Unit
                 }
-                other => HostReply::error(
-                    "unavailable",
-                    format!("{} is not here", other.function_name()),
-                ),
+                HostCall::SecretGet { name } if name == "API_TOKEN" => {
+                    HostReply::Text("example-token".into())
+                }
+                HostCall::SecretGet { .. } => HostReply::Unit,
+                HostCall::FileRead { .. } => HostReply::Unit,
+                HostCall::FileList { .. } => HostReply::List(Vec::new()),
+                HostCall::CallScript { payload, .. } => {
+                    HostReply::Json(format!(r#"{{"cents":750,"payload":{payload}}}"#))
+                }
             }
         })
     }
