@@ -48,6 +48,10 @@ TOKEN=$(curl -fsS -b "$WORK/cookies" -H "x-csrf-token: $CSRF" -H 'content-type: 
     --data '{"name":"bench"}' "$BASE/api/v1/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 api POST /apps '{"slug":"bench"}' >/dev/null
 api PUT /apps/bench/scripts/hello '{"source":"\"Hello, world!\""}' >/dev/null
+# The JSON endpoint: parse a 1 KB body, read a nested field, answer a small
+# JSON object (the same work as POST /json of axum-hello).
+JSON_SCRIPT='let order = json_parse(request.body); #{ city: order.customer.address.city, items: order.items.len(), ok: true }'
+api PUT /apps/bench/scripts/order "$(python3 -c 'import json,sys; print(json.dumps({"source": sys.argv[1]}))' "$JSON_SCRIPT")" >/dev/null
 kill -TERM $PICLOUD_PID; wait $PICLOUD_PID || true
 
 # Second start: warm guest cache; time from exec to the first served request.
@@ -84,6 +88,51 @@ wrk -t2 -c32 -d2s "$BASE/bench/hello" >/dev/null      # warm-up
 read -r PICLOUD_RPS PICLOUD_P50 PICLOUD_P99 < <(load "$BASE/bench/hello")
 wrk -t2 -c32 -d2s "http://127.0.0.1:$AXUM_PORT/" >/dev/null
 read -r AXUM_RPS AXUM_P50 AXUM_P99 < <(load "http://127.0.0.1:$AXUM_PORT/")
+
+# The JSON POST endpoints, with a 1 KB order as the body.
+python3 - "$WORK/order.json" <<'PY'
+import json, sys
+order = {"id": "ord_1234567890", "customer": {"id": 42, "name": "Ada Lovelace",
+         "email": "ada@example.com", "address": {"street": "12 Analytical Way", "city": "London",
+         "postcode": "N1 9GU", "country": "GB"}},
+         "items": [{"sku": f"SKU-{i:04d}", "name": f"Item number {i}", "quantity": i % 3 + 1,
+                    "price_cents": 199 + i * 25, "tags": ["tea", "green"]} for i in range(6)],
+         "notes": "Leave at the door, please.", "created_at": "2026-11-30T08:00:00Z"}
+text = json.dumps(order)
+text = text[:-1] + ', "padding": "' + "x" * (1024 - len(text) - 16) + '"}'
+assert 1000 <= len(text) <= 1050, len(text)
+open(sys.argv[1], "w").write(text)
+PY
+cat > "$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+local file = io.open("$WORK/order.json", "r")
+wrk.body = file:read("*a")
+file:close()
+LUA
+load_post() { # url → "rps p50 p99"
+    wrk -t2 -c32 -d"${DURATION}s" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.txt"
+    python3 - "$WORK/wrk.txt" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def latency(label):
+    match = re.search(r"^\s+%s\s+([\d.]+)(us|ms|s)" % label, text, re.M)
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors: sys.exit("non-2xx responses: " + errors.group(1))
+print(f"{rps:.0f} {latency('50%'):.3f} {latency('99%'):.3f}")
+PY
+}
+PICLOUD_JSON=$(curl -fsS -H 'content-type: application/json' --data-binary "@$WORK/order.json" "$BASE/bench/order")
+AXUM_JSON=$(curl -fsS -H 'content-type: application/json' --data-binary "@$WORK/order.json" "http://127.0.0.1:$AXUM_PORT/json")
+python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); assert a==b,(a,b)' "$PICLOUD_JSON" "$AXUM_JSON" \
+    || { echo "JSON answers differ: $PICLOUD_JSON vs $AXUM_JSON" >&2; exit 1; }
+wrk -t2 -c32 -d2s -s "$WORK/post.lua" "$BASE/bench/order" >/dev/null
+read -r PICLOUD_JSON_RPS PICLOUD_JSON_P50 PICLOUD_JSON_P99 < <(load_post "$BASE/bench/order")
+wrk -t2 -c32 -d2s -s "$WORK/post.lua" "http://127.0.0.1:$AXUM_PORT/json" >/dev/null
+read -r AXUM_JSON_RPS AXUM_JSON_P50 AXUM_JSON_P99 < <(load_post "http://127.0.0.1:$AXUM_PORT/json")
 kill $AXUM_PID
 
 # Idle: resident memory at rest and CPU time over 60 idle seconds.
@@ -115,6 +164,13 @@ cat <<TABLE
 | p50 latency (ms) | $PICLOUD_P50 | $AXUM_P50 |
 | p99 latency (ms) | $PICLOUD_P99 | $AXUM_P99 |
 | ratio PiCloud / axum | $RATIO | |
+
+| measurement | PiCloud JSON endpoint | axum + serde_json |
+|---|---|---|
+| requests/s (1 KB JSON POST, wrk -t2 -c32, ${DURATION} s) | $PICLOUD_JSON_RPS | $AXUM_JSON_RPS |
+| p50 latency (ms) | $PICLOUD_JSON_P50 | $AXUM_JSON_P50 |
+| p99 latency (ms) | $PICLOUD_JSON_P99 | $AXUM_JSON_P99 |
+| ratio PiCloud / axum | $(python3 -c "print(f'{$PICLOUD_JSON_RPS / $AXUM_JSON_RPS:.2f}')") | |
 
 | measurement | value |
 |---|---|
