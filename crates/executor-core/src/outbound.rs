@@ -8,7 +8,7 @@
 //! 1. The scheme is `http` or `https`.
 //! 2. The host matches the app's allow-list ([`AppPolicy::allowed_hosts`]:
 //!    an exact host, `*.example.com` for any sub-domain, each with an
-//!    optional `:port`). An empty list allows nothing.
+//!    optional `:port`; without one only 80 and 443). An empty list allows nothing.
 //! 3. Cloud metadata host names (`metadata.google.internal`, ...) are refused.
 //! 4. **After DNS resolution**, every address must be public: loopback,
 //!    private, link-local (including `169.254.169.254`), unique-local, CGNAT,
@@ -93,7 +93,7 @@ impl Default for OutboundConfig {
 pub struct AppPolicy {
     /// The app's allow-list patterns: `api.example.com`, `*.example.com`,
     /// `127.0.0.1`, `[::1]`, each with an optional `:port` (without one,
-    /// any port). Empty means nothing is allowed.
+    /// only ports 80 and 443). Empty means nothing is allowed.
     pub allowed_hosts: Vec<String>,
     /// When the invocation must end; no request outlives it.
     pub deadline: Instant,
@@ -413,6 +413,14 @@ fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Checks the operator's [`OutboundConfig::allow_private`] entries, naming
+/// the first invalid one.
+pub fn validate_allow_private(entries: &[String]) -> Result<(), String> {
+    entries
+        .iter()
+        .try_for_each(|entry| Exemption::parse(entry).map(|_| ()))
+}
+
 /// Checks one pattern of an app's allow-list: `host`, `*.domain`, an IP
 /// literal (`[v6]` for IPv6), each with an optional `:port`. For the API
 /// that stores the list.
@@ -446,7 +454,11 @@ fn host_is_allowed(patterns: &[String], host: &str, port: u16) -> bool {
         let Some((pattern_host, pattern_port)) = split_host_port(pattern.trim()) else {
             return false;
         };
-        if pattern_port.is_some_and(|wanted| wanted != port) {
+        let port_matches = match pattern_port {
+            Some(wanted) => wanted == port,
+            None => port == 80 || port == 443,
+        };
+        if !port_matches {
             return false;
         }
         let pattern_host = normalize_host(pattern_host);
@@ -952,7 +964,8 @@ mod tests {
             "[::1]:9000".to_owned(),
         ];
         assert!(host_is_allowed(&patterns, "api.example.com", 443));
-        assert!(host_is_allowed(&patterns, "api.example.com", 8443));
+        assert!(host_is_allowed(&patterns, "api.example.com", 80));
+        assert!(!host_is_allowed(&patterns, "api.example.com", 8443));
         assert!(!host_is_allowed(&patterns, "example.com", 443));
         assert!(!host_is_allowed(&patterns, "evilapi.example.com", 443));
         assert!(host_is_allowed(&patterns, "a.hooks.example.org", 443));

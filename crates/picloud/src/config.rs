@@ -314,6 +314,16 @@ impl Default for OutboundSettings {
 }
 
 impl OutboundSettings {
+    /// Refuses an invalid `allow_private` entry or a zero timeout.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        picloud_executor_core::outbound::validate_allow_private(&self.allow_private)
+            .map_err(anyhow::Error::msg)?;
+        if self.connect_timeout_ms == 0 || self.timeout_ms == 0 {
+            anyhow::bail!("outbound.connect_timeout_ms and outbound.timeout_ms must be above 0");
+        }
+        Ok(())
+    }
+
     /// The outbound client's configuration.
     pub fn client_config(&self) -> OutboundConfig {
         OutboundConfig {
@@ -480,6 +490,7 @@ impl Config {
         }
         crate::observability::validate(&self.log, &self.admin)?;
         self.triggers.validate()?;
+        self.outbound.validate()?;
         Ok(())
     }
 
@@ -599,6 +610,28 @@ mod tests {
             config.executor.cache_dir,
             PathBuf::from("/var/lib/picloud/cache")
         );
+    }
+
+    #[test]
+    fn files_and_outbound_sections() {
+        let config = Config::from_toml(
+            "[files]\nmax_file_bytes = 5\nmax_files = 2\n\
+             [outbound]\ntimeout_ms = 250\nallow_private = [\"127.0.0.1:8081\", \"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.files.max_file_bytes, 5);
+        assert_eq!(config.files.max_files, 2);
+        assert_eq!(config.files.max_total_bytes, 100 * 1024 * 1024);
+        let outbound = config.outbound.client_config();
+        assert_eq!(outbound.total_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(outbound.max_requests_per_invocation, 10);
+        assert_eq!(outbound.allow_private.len(), 2);
+        config.validate().unwrap();
+        let error = Config::from_toml("[files]\nmax_size = 1\n").unwrap_err();
+        assert!(error.to_string().contains("max_size"), "{error}");
+        let bad = Config::from_toml("[outbound]\nallow_private = [\"10.0.0.0/99\"]\n").unwrap();
+        let error = bad.validate().unwrap_err();
+        assert!(error.to_string().contains("allow_private"), "{error}");
     }
 
     #[test]

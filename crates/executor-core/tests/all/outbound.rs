@@ -199,7 +199,7 @@ async fn loopback_private_and_metadata_addresses_are_refused() {
         ("http://0.0.0.0/".to_owned(), "0.0.0.0".to_owned()),
         (
             format!("http://localhost:{port}/hello"),
-            "localhost".to_owned(),
+            format!("localhost:{port}"),
         ),
         (
             "http://metadata.google.internal/".to_owned(),
@@ -258,7 +258,12 @@ async fn redirects_are_checked_on_every_hop() {
     // To another loopback address.
     let to_loopback = via(&format!("http://127.0.0.2:{}/hello", server.port()));
     assert_eq!(
-        refused_code(&client, &to_loopback, &[&allowed, "127.0.0.2"]).await,
+        refused_code(
+            &client,
+            &to_loopback,
+            &[&allowed, &format!("127.0.0.2:{}", server.port())]
+        )
+        .await,
         "address_refused"
     );
     // To the metadata address.
@@ -276,7 +281,12 @@ async fn redirects_are_checked_on_every_hop() {
     // A name resolving to loopback, on a port the operator did not exempt.
     let to_localhost = via(&format!("http://localhost:{}/hello", other.port()));
     assert_eq!(
-        refused_code(&client, &to_localhost, &[&allowed, "localhost"]).await,
+        refused_code(
+            &client,
+            &to_localhost,
+            &[&allowed, &format!("localhost:{}", other.port())]
+        )
+        .await,
         "address_refused"
     );
     // An endless loop ends.
