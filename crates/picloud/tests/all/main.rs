@@ -17,3 +17,4 @@ mod restart;
 mod runtime;
 mod runtime_api;
 mod static_files;
+mod triggers;
