@@ -281,6 +281,20 @@ test('add a schedule for the script in the Scripts tab, and pause it', async () 
 	await screenshot(page, '23-schedules');
 });
 
+test('at phone width, Settings and the schedules do not scroll sideways', async () => {
+	await page.setViewportSize({ width: 390, height: 844 });
+	for (const tab of ['Scripts', 'Settings']) {
+		await page.getByRole('tab', { name: tab }).click();
+		await page.getByRole('heading', { name: tab === 'Scripts' ? 'Schedules' : 'Static files' }).waitFor();
+		const overflow = await page.evaluate(
+			() => document.documentElement.scrollWidth - document.documentElement.clientWidth
+		);
+		assert.ok(overflow <= 0, `${tab} is ${overflow}px wider than the screen`);
+	}
+	await screenshot(page, '25-phone-settings');
+	await page.setViewportSize({ width: 1280, height: 900 });
+});
+
 test('an editor manages variables but only reads the limits; a viewer only reads', async () => {
 	// The owner makes two members through Admin → Users and grants their roles.
 	await page.getByRole('link', { name: 'Users' }).click();
