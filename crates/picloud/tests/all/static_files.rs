@@ -262,3 +262,92 @@ async fn static_files(backend: Backend) {
     assert_eq!(status, 404, "{body}");
 }
 per_backend!(static_files);
+
+fn picloud(config: &std::path::Path, arguments: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .args(arguments)
+        .env("PICLOUD_CLI_CONFIG", config)
+        .env_remove("PICLOUD_SERVER")
+        .env_remove("PICLOUD_TOKEN")
+        .output()
+        .expect("run the picloud CLI")
+}
+
+#[track_caller]
+fn assert_exit(output: &std::process::Output, code: i32) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_manages_static_files() {
+    let instance = Instance::new(Backend::Sqlite).await;
+    let server = instance.start();
+    let owner = server.owner().await;
+    let token = owner.token.clone().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("cli.toml");
+    assert_exit(
+        &picloud(
+            &config,
+            &["login", "--server", &server.base_url, "--token", &token],
+        ),
+        0,
+    );
+    assert_exit(&picloud(&config, &["apps", "create", "docs"]), 0);
+    let local = home.path().join("index.html");
+    std::fs::write(&local, "<h1>docs</h1>").unwrap();
+    let local = local.to_str().unwrap();
+
+    let stdout = assert_exit(&picloud(&config, &["files", "put", "docs", local]), 0);
+    assert!(stdout.contains("/docs/_static/index.html"), "{stdout}");
+    assert_exit(
+        &picloud(
+            &config,
+            &["files", "put", "docs", local, "guide/start.html"],
+        ),
+        0,
+    );
+    let stdout = assert_exit(&picloud(&config, &["files", "ls", "docs"]), 0);
+    assert!(stdout.contains("guide/start.html"), "{stdout}");
+    assert!(stdout.contains("index.html"), "{stdout}");
+    let stdout = assert_exit(&picloud(&config, &["files", "ls", "docs", "--json"]), 0);
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listed["usage"]["files"], 2);
+
+    let (status, headers, body) = server
+        .anonymous()
+        .call("GET", "/docs/_static/guide/start.html", &[], None)
+        .await;
+    assert_eq!((status, body.as_str()), (200, "<h1>docs</h1>"));
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+
+    // Names the server would refuse never leave the machine: usage error.
+    assert_exit(
+        &picloud(&config, &["files", "put", "docs", local, "../x.html"]),
+        2,
+    );
+    assert_exit(
+        &picloud(&config, &["files", "rm", "docs", "/etc/passwd"]),
+        2,
+    );
+    // The server's refusals: exit 1.
+    assert_exit(
+        &picloud(&config, &["files", "rm", "docs", "missing.html"]),
+        1,
+    );
+    assert_exit(&picloud(&config, &["files", "put", "nope", local]), 1);
+
+    assert_exit(
+        &picloud(&config, &["files", "rm", "docs", "guide/start.html"]),
+        0,
+    );
+    let stdout = assert_exit(&picloud(&config, &["files", "ls", "docs"]), 0);
+    assert!(!stdout.contains("guide/start.html"), "{stdout}");
+}
