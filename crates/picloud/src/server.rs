@@ -74,11 +74,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         domains = domains.len(),
         "routing table loaded"
     );
-    routes.replace_all(snapshot(
-        &active_scripts,
-        domains,
-        executor.config().default_limits,
-    ));
+    routes.replace_all(snapshot(&active_scripts, domains, &executor));
 
     let metrics_handle = picloud_orchestrator_core::metrics::install()
         .map_err(|_| anyhow::anyhow!("another metrics recorder is already installed"))?;
@@ -131,6 +127,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     );
     api.set_invocation_feed(invocation_feed);
+    let live_tails = api.clone();
     api.set_secret_key(secret_key.clone());
     api.set_files(app_files.clone(), config.files);
     api.set_schedule_observer(trigger_hooks.observer());
@@ -178,7 +175,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "PiCloud is listening"
     );
 
-    let outcome = serve(listener, router, &config.ingress, shutdown_signal()).await;
+    // Live tails never end by themselves: close them as shutdown starts.
+    let shutdown = async move {
+        shutdown_signal().await;
+        live_tails.close_invocation_tails();
+    };
+    let outcome = serve(listener, router, &config.ingress, shutdown).await;
     tracing::info!(
         connections_at_shutdown = outcome.connections_at_shutdown,
         connections_aborted = outcome.connections_aborted,

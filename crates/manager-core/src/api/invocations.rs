@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::ApiState;
 use super::apps::authorize;
@@ -267,6 +267,8 @@ struct Tail {
     /// The server's in-process feed of stored records; without one the
     /// tail polls the store.
     feed: Option<broadcast::Receiver<StoredInvocation>>,
+    /// Becomes `true` when the server shuts down.
+    closing: watch::Receiver<bool>,
 }
 
 impl Tail {
@@ -314,10 +316,19 @@ impl Tail {
                 }
                 continue;
             }
+            if *self.closing.borrow() {
+                return None;
+            }
             let received = match &mut self.feed {
-                Some(feed) => feed.recv().await,
+                Some(feed) => tokio::select! {
+                    received = feed.recv() => received,
+                    _ = self.closing.changed() => return None,
+                },
                 None => {
-                    tokio::time::sleep(POLL_INTERVAL).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(POLL_INTERVAL) => {}
+                        _ = self.closing.changed() => return None,
+                    }
                     if !self.catch_up().await {
                         return None;
                     }
@@ -380,6 +391,7 @@ pub(crate) async fn stream_invocations(
         last_id: 0,
         backlog: VecDeque::new(),
         feed,
+        closing: state.tails_closing(),
     };
     match after {
         Some(after) => {

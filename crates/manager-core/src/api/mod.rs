@@ -45,8 +45,8 @@ use serde::de::DeserializeOwned;
 
 pub use auth::{API_TOKEN_PREFIX, CSRF_HEADER, Caller, Credential, SESSION_COOKIE};
 pub use error::{ApiError, ApiResult};
-pub use triggers::ScheduleObserver;
 pub use hooks::{BoxFuture, CheckError, RoutePublisher, ScriptCompiler};
+pub use triggers::ScheduleObserver;
 
 use crate::Store;
 
@@ -94,6 +94,8 @@ struct Inner {
     /// The server's feed of newly stored invocation records, for live
     /// tails; without one they poll the store.
     invocation_feed: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::StoredInvocation>>,
+    /// Set to `true` when the server shuts down: every live tail ends.
+    tails_closing: tokio::sync::watch::Sender<bool>,
     /// The apps' static files and their quota, when the server keeps them.
     files: std::sync::OnceLock<(crate::files::AppFiles, crate::files::FileQuota)>,
     /// The instance key that encrypts app secrets; without one, setting a
@@ -130,6 +132,7 @@ impl ApiState {
                 route_updates: tokio::sync::Mutex::new(()),
                 login_throttle: throttle::LoginThrottle::default(),
                 invocation_feed: std::sync::OnceLock::new(),
+                tails_closing: tokio::sync::watch::Sender::new(false),
                 files: std::sync::OnceLock::new(),
                 secret_key: std::sync::OnceLock::new(),
                 schedule_observer: std::sync::OnceLock::new(),
@@ -149,6 +152,17 @@ impl ApiState {
 
     fn invocation_feed(&self) -> Option<&tokio::sync::broadcast::Sender<crate::StoredInvocation>> {
         self.inner.invocation_feed.get()
+    }
+
+    /// Ends every live tail of invocation records, now and from now on.
+    /// Call it when the server starts shutting down: a tail never ends by
+    /// itself, so it would hold up a graceful shutdown until its grace period.
+    pub fn close_invocation_tails(&self) {
+        self.inner.tails_closing.send_replace(true);
+    }
+
+    fn tails_closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.tails_closing.subscribe()
     }
 
     /// Serves the files routes (`/apps/{app}/files`) from `files` with
@@ -180,7 +194,10 @@ impl ApiState {
     }
 
     fn schedule_observer(&self) -> Option<&dyn ScheduleObserver> {
-        self.inner.schedule_observer.get().map(|observer| &**observer)
+        self.inner
+            .schedule_observer
+            .get()
+            .map(|observer| &**observer)
     }
 
     /// The store.

@@ -412,5 +412,23 @@ async fn invocation_records(backend: Backend) {
         followed,
         "`picloud logs --follow` printed no new invocation"
     );
+
+    // An open live tail does not hold up a graceful shutdown: it ends.
+    let mut open = open_stream(&owner, "", None).await;
+    let stopping = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the server took {:?} to stop with a live tail open",
+        stopping.elapsed()
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = open.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live tail did not end at shutdown");
 }
 per_backend!(invocation_records);
