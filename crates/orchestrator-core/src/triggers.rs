@@ -32,8 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use picloud_executor_core::{
-    Invocation, InvocationContext, InvocationStats, OutputLevel, OutputLine, Request,
-    Response,
+    Invocation, InvocationContext, InvocationStats, OutputLevel, OutputLine, Request, Response,
 };
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -73,7 +72,9 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            })
     }
 
     fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'_, ()> {
@@ -667,8 +668,7 @@ async fn invoke(
         Err(error) => (error.status().as_u16(), Some(error)),
     };
     let records = ingress.records();
-    let (output, output_truncated) =
-        bounded_output(&output, records.config().max_output_bytes);
+    let (output, output_truncated) = bounded_output(&output, records.config().max_output_bytes);
     let record = InvocationRecord {
         request_id,
         app_id: script.app_id,
@@ -746,9 +746,10 @@ pub(crate) async fn accept_async(
             if let Ok(location) = HeaderValue::from_str(&status_url) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
-            response
-                .headers_mut()
-                .insert("preference-applied", HeaderValue::from_static("respond-async"));
+            response.headers_mut().insert(
+                "preference-applied",
+                HeaderValue::from_static("respond-async"),
+            );
             response
         }
         Err(error) => {
@@ -775,7 +776,9 @@ mod tests {
     fn respond_async_is_found_among_preferences() {
         let headers = |value: &str| vec![("prefer".to_owned(), value.to_owned())];
         assert!(wants_async(&headers("respond-async")));
-        assert!(wants_async(&headers("return=minimal, Respond-Async; wait=10")));
+        assert!(wants_async(&headers(
+            "return=minimal, Respond-Async; wait=10"
+        )));
         assert!(!wants_async(&headers("return=minimal")));
         assert!(!wants_async(&[]));
     }

@@ -21,6 +21,9 @@ pub use app_config::{SecretsCommand, VarsCommand};
 #[path = "cli_files.rs"]
 mod files;
 pub use files::FilesCommand;
+#[path = "cli_schedules.rs"]
+mod schedules;
+pub use schedules::SchedulesCommand;
 
 /// Where the CLI keeps the server URL and token unless this variable says.
 pub const CLI_CONFIG_ENV: &str = "PICLOUD_CLI_CONFIG";
@@ -39,6 +42,7 @@ pub enum CliCommand {
     Vars(VarsCommand),
     Secrets(SecretsCommand),
     Files(FilesCommand),
+    Schedules(SchedulesCommand),
 }
 
 /// `picloud login`.
@@ -206,6 +210,7 @@ pub async fn run(command: CliCommand) -> ExitCode {
         CliCommand::Vars(command) => app_config::run_vars(command).await,
         CliCommand::Secrets(command) => app_config::run_secrets(command).await,
         CliCommand::Files(command) => files::run(command).await,
+        CliCommand::Schedules(command) => schedules::run(command).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -63,6 +63,9 @@ enum Command {
     /// Manage an app's static files, served at /APP/_static/PATH.
     #[command(subcommand)]
     Files(cli::FilesCommand),
+    /// Manage the cron schedules that run an app's scripts.
+    #[command(subcommand)]
+    Schedules(cli::SchedulesCommand),
 }
 
 /// Flags of `picloud serve`; each overrides the configuration file.
@@ -136,6 +139,7 @@ impl Command {
             Command::Vars(command) => cli::CliCommand::Vars(command),
             Command::Secrets(command) => cli::CliCommand::Secrets(command),
             Command::Files(command) => cli::CliCommand::Files(command),
+            Command::Schedules(command) => cli::CliCommand::Schedules(command),
         }
     }
 }

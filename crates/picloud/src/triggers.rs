@@ -455,7 +455,7 @@ mod tests {
         routes.replace_all(crate::wiring::snapshot(
             &store.active_scripts().await.unwrap(),
             Vec::new(),
-            executor.config().default_limits,
+            executor,
         ));
         let runs = Arc::new(AtomicUsize::new(0));
         let ingress_config = picloud_orchestrator_core::IngressConfig::default();

@@ -147,7 +147,9 @@ pub(crate) async fn get_schedule(
     Path((slug, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Schedule>> {
     let (app, _) = super::apps::authorize(&state, &caller, &slug, Action::ReadApp).await?;
-    Ok(Json(state.store().schedule(app.id, schedule_id(&id)?).await?))
+    Ok(Json(
+        state.store().schedule(app.id, schedule_id(&id)?).await?,
+    ))
 }
 
 /// A field that is present, even as `null` (which [`Option`] alone cannot

@@ -233,3 +233,90 @@ async fn a_failing_async_invocation_is_retried_then_failed(backend: Backend) {
     assert!(server.stop().success());
 }
 per_backend!(a_failing_async_invocation_is_retried_then_failed);
+
+fn picloud(config: &std::path::Path, arguments: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .args(arguments)
+        .env("PICLOUD_CLI_CONFIG", config)
+        .env_remove("PICLOUD_SERVER")
+        .env_remove("PICLOUD_TOKEN")
+        .output()
+        .expect("run the picloud CLI")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_lists_adds_and_removes_schedules() {
+    let instance = Instance::new(Backend::Sqlite).await;
+    let server = instance.start();
+    let owner = server.owner().await;
+    let (status, _) = owner
+        .send(Method::POST, "/api/v1/apps", Some(json!({"slug": "cli"})))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(owner.deploy("cli", "nightly", r#""ok""#).await.0, 201);
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("cli.toml");
+    let token = owner.token.clone().unwrap();
+    let output = picloud(
+        &config,
+        &["login", "--server", &server.base_url, "--token", &token],
+    );
+    assert!(output.status.success());
+
+    let output = picloud(
+        &config,
+        &[
+            "schedules",
+            "add",
+            "cli",
+            "nightly",
+            "0 3 * * *",
+            "--timezone",
+            "Europe/Berlin",
+            "--payload",
+            r#"{"full": true}"#,
+            "--json",
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(created["payload"], json!({"full": true}));
+    let id = created["id"].to_string();
+
+    let output = picloud(&config, &["schedules", "list", "cli"]);
+    assert!(output.status.success());
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        listed.contains("nightly")
+            && listed.contains("0 3 * * *")
+            && listed.contains("Europe/Berlin"),
+        "{listed}"
+    );
+
+    // A bad expression is refused by the server: exit 1 with its message.
+    let output = picloud(&config, &["schedules", "add", "cli", "nightly", "whenever"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cron"));
+    // Bad --payload JSON is a usage error.
+    let output = picloud(
+        &config,
+        &[
+            "schedules",
+            "add",
+            "cli",
+            "nightly",
+            "@daily",
+            "--payload",
+            "{",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+
+    let output = picloud(&config, &["schedules", "remove", "cli", &id]);
+    assert!(output.status.success(), "{output:?}");
+    let (_, schedules) = owner
+        .send(Method::GET, "/api/v1/apps/cli/schedules", None)
+        .await;
+    assert_eq!(schedules, json!([]));
+    assert!(server.stop().success());
+}
