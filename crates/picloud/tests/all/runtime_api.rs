@@ -279,3 +279,86 @@ async fn a_bad_secrets_key_stops_the_server(backend: Backend) {
     assert!(!stderr.contains("too-short"), "{stderr}");
 }
 per_backend!(a_bad_secrets_key_stops_the_server);
+
+/// Runs the CLI with `stdin` as its standard input.
+fn picloud_cli(config: &std::path::Path, arguments: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .args(arguments)
+        .env("PICLOUD_CLI_CONFIG", config)
+        .env_remove("PICLOUD_SERVER")
+        .env_remove("PICLOUD_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the picloud CLI");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("wait for the CLI")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_manages_vars_and_secrets() {
+    let instance = Instance::new(Backend::Sqlite).await;
+    let server = instance.start();
+    let owner = server.owner().await;
+    let token = owner.token.clone().unwrap();
+    owner
+        .send(Method::POST, "/api/v1/apps", Some(json!({"slug": "shop"})))
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("cli.toml");
+    let run = |arguments: &[&str], stdin: &str| {
+        let output = picloud_cli(&config, arguments, stdin);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stdout, stderr)
+    };
+    let (code, _, stderr) = run(
+        &["login", "--server", &server.base_url, "--token", &token],
+        "",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+
+    assert_eq!(
+        run(&["vars", "set", "shop", "API_URL", "https://a.example"], "").0,
+        Some(0)
+    );
+    assert_eq!(run(&["vars", "set", "shop", "MODE=test"], "").0, Some(0));
+    let (code, stdout, _) = run(&["vars", "list", "shop"], "");
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout, "API_URL=https://a.example\nMODE=test\n");
+    assert_eq!(run(&["vars", "unset", "shop", "MODE"], "").0, Some(0));
+    let (code, _, stderr) = run(&["vars", "unset", "shop", "MODE"], "");
+    assert_eq!(code, Some(1), "a missing variable: {stderr}");
+    assert_eq!(run(&["vars", "set", "shop", "NO_VALUE"], "").0, Some(2));
+
+    // The secret comes from standard input, without its trailing newline.
+    let (code, _, stderr) = run(
+        &["secrets", "set", "shop", "TOKEN"],
+        &format!("{SECRET_VALUE}\n"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, _) = run(&["secrets", "list", "shop"], "");
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("TOKEN\tset "), "{stdout}");
+    assert!(!stdout.contains(SECRET_VALUE));
+    let (code, stdout, _) = run(&["secrets", "list", "shop", "--json"], "");
+    assert_eq!(code, Some(0));
+    assert!(!stdout.contains(SECRET_VALUE));
+    // No argument carries a value, and an empty one is refused.
+    assert_eq!(
+        run(&["secrets", "set", "shop", "TOKEN", "value"], "").0,
+        Some(2)
+    );
+    assert_eq!(run(&["secrets", "set", "shop", "EMPTY"], "").0, Some(2));
+    assert_eq!(run(&["secrets", "unset", "shop", "TOKEN"], "").0, Some(0));
+    let (_, stdout, _) = run(&["secrets", "list", "shop"], "");
+    assert_eq!(stdout, "");
+    assert!(!server.logs().contains(SECRET_VALUE));
+}
