@@ -284,6 +284,15 @@ async fn sweep_expired_sessions(store: Store) {
             Ok(deleted) => tracing::info!(deleted, "deleted expired sessions"),
             Err(error) => tracing::warn!(%error, "cannot delete expired sessions"),
         }
+        // Expired key-value entries already read as absent; this reclaims their rows.
+        match store
+            .purge_expired_kv(picloud_manager_core::Timestamp::now().unix_millis())
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired key-value entries"),
+            Err(error) => tracing::warn!(%error, "cannot delete expired key-value entries"),
+        }
     }
 }
 
