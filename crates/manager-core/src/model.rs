@@ -499,6 +499,8 @@ pub struct ActiveScript {
     pub hash: String,
     /// The Rhai source.
     pub source: String,
+    /// The app's settings (its limit overrides live under `limits`).
+    pub app_settings: serde_json::Value,
 }
 
 /// A host name that routes to an app.

@@ -118,11 +118,50 @@ pub fn host(host: &str) -> StoreResult<String> {
 
 /// Checks that an app's settings are a JSON object.
 pub fn settings(settings: &serde_json::Value) -> StoreResult<()> {
-    if settings.is_object() {
-        Ok(())
-    } else {
-        Err(StoreError::invalid("settings", "must be a JSON object"))
+    let Some(settings) = settings.as_object() else {
+        return Err(StoreError::invalid("settings", "must be a JSON object"));
+    };
+    match settings.get("limits") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(limits) => app_limits(limits),
     }
+}
+
+/// The limits an app may override, with the largest value each may take
+/// before the instance-wide maximum clamps it anyway.
+const APP_LIMITS: [(&str, &str); 4] = [
+    ("fuel", "settings.limits.fuel"),
+    ("deadline_ms", "settings.limits.deadline_ms"),
+    ("memory_bytes", "settings.limits.memory_bytes"),
+    ("output_bytes", "settings.limits.output_bytes"),
+];
+
+/// Checks `settings.limits`: an object of positive integers named in
+/// [`APP_LIMITS`]; the server clamps each to the instance's maximum.
+fn app_limits(limits: &serde_json::Value) -> StoreResult<()> {
+    let Some(limits) = limits.as_object() else {
+        return Err(StoreError::invalid(
+            "settings.limits",
+            "must be a JSON object of fuel, deadline_ms, memory_bytes and output_bytes",
+        ));
+    };
+    for (name, value) in limits {
+        let Some((_, field)) = APP_LIMITS.iter().find(|(known, _)| known == name) else {
+            return Err(StoreError::invalid(
+                "settings.limits",
+                format!(
+                    "unknown limit `{name}`; the limits are fuel, deadline_ms, memory_bytes and output_bytes"
+                ),
+            ));
+        };
+        if !value.is_null() && !value.as_u64().is_some_and(|number| number > 0) {
+            return Err(StoreError::invalid(
+                field,
+                "must be a positive integer (or null for the default)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a short required text field of the audit log.

@@ -44,11 +44,36 @@ impl ScriptCompiler for ExecutorCompiler {
     }
 }
 
-/// Turns a store record into what the routing table serves.
+/// The limits a script of an app runs with: the executor's defaults, with
+/// the app's overrides (`settings.limits`: `fuel`, `deadline_ms`,
+/// `memory_bytes`, `output_bytes`) on top, each clamped to the instance's
+/// maximum.
+pub fn app_limits(settings: &serde_json::Value, executor: &Executor) -> InvocationLimits {
+    let mut limits = executor.config().default_limits;
+    let overrides = &settings["limits"];
+    let value = |name: &str| overrides[name].as_u64().filter(|value| *value > 0);
+    if let Some(fuel) = value("fuel") {
+        limits.fuel = fuel;
+    }
+    if let Some(deadline_ms) = value("deadline_ms") {
+        limits.deadline_ms = deadline_ms;
+    }
+    if let Some(memory_bytes) = value("memory_bytes") {
+        limits.memory_bytes = memory_bytes;
+    }
+    if let Some(output_bytes) = value("output_bytes") {
+        limits.output_bytes = output_bytes;
+    }
+    executor.limits_for(&limits)
+}
+
+/// Turns a store record into what the routing table serves, with its app's
+/// limits.
 pub fn to_route(
     script: &ActiveScript,
-    limits: InvocationLimits,
+    executor: &Executor,
 ) -> picloud_orchestrator_core::ActiveScript {
+    let limits = app_limits(&script.app_settings, executor);
     let label = format!(
         "{}/{}@{}",
         script.app_slug, script.script_name, script.number
@@ -67,12 +92,12 @@ pub fn to_route(
 pub fn snapshot(
     scripts: &[ActiveScript],
     domains: Vec<DomainRoute>,
-    limits: InvocationLimits,
+    executor: &Executor,
 ) -> RoutesSnapshot {
     RoutesSnapshot {
         scripts: scripts
             .iter()
-            .map(|script| to_route(script, limits))
+            .map(|script| to_route(script, executor))
             .collect(),
         domains: domains
             .into_iter()
@@ -93,9 +118,17 @@ pub struct RouteTablePublisher {
 
 impl RoutePublisher for RouteTablePublisher {
     fn script_activated(&self, script: &ActiveScript) {
-        let route = to_route(script, self.executor.config().default_limits);
+        let route = to_route(script, &self.executor);
         let version = route.version.clone();
-        self.routes.set_active(route);
+        let previous = self.routes.set_active(route);
+        if let Some(previous) = previous
+            && previous.version.version_id == version.version_id
+            && previous.version.limits != version.limits
+        {
+            // Same version, new limits (the app's settings changed): warm
+            // instances were made with the old memory limit.
+            self.executor.retire(version.version_id);
+        }
         let executor = self.executor.clone();
         tokio::spawn(async move {
             if let Err(error) = executor.prepare(&version).await {

@@ -172,7 +172,19 @@ pub(crate) async fn update_app(
         name: request.name,
         settings: request.settings,
     };
-    let app = state.store().update_app(before.id, &update).await?;
+    let app = {
+        let _routes = state.route_updates().lock().await;
+        let app = state.store().update_app(before.id, &update).await?;
+        if app.settings != before.settings {
+            // New limits apply to the next request of every script.
+            for script in state.store().active_scripts().await? {
+                if script.app_id == app.id {
+                    state.routes().script_activated(&script);
+                }
+            }
+        }
+        app
+    };
     audit(
         &state,
         caller.user.id,
@@ -288,6 +300,7 @@ fn active_script(app: &App, script: &str, version: ScriptVersion) -> ActiveScrip
         number: version.number,
         hash: version.hash,
         source: version.source,
+        app_settings: app.settings.clone(),
     }
 }
 

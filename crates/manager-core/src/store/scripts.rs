@@ -234,7 +234,8 @@ impl Store {
         Ok(on_pool!(self, pool => {
             sqlx::query_as::<_, ActiveScript>(
                 "SELECT a.id AS app_id, a.slug AS app_slug, s.id AS script_id, \
-                        s.name AS script_name, v.id AS version_id, v.number, v.hash, v.source \
+                        s.name AS script_name, v.id AS version_id, v.number, v.hash, v.source, \
+                        a.settings AS app_settings \
                  FROM scripts s \
                  JOIN apps a ON a.id = s.app_id \
                  JOIN script_versions v ON v.id = s.active_version_id \

@@ -386,3 +386,71 @@ async fn scripts_invoke_each_other_and_read_files(backend: Backend) {
     assert_eq!((status, body.as_str()), (200, "Hello, Pi!"));
 }
 per_backend!(scripts_invoke_each_other_and_read_files);
+
+async fn app_limits_apply_to_the_next_request(backend: Backend) {
+    let instance = Instance::new(backend).await;
+    let server = instance.start();
+    let owner = server.owner().await;
+    create_app(&owner, "busy").await;
+    deploy(
+        &owner,
+        "busy",
+        "work",
+        "let total = 0; for i in 0..20000 { total += i; } total",
+    )
+    .await;
+    let call = || async {
+        let (status, _, body) = server
+            .anonymous()
+            .call("GET", "/busy/work", &[], None)
+            .await;
+        (status, body)
+    };
+    let (status, body) = call().await;
+    assert_eq!(status, 200, "{body}");
+
+    let settings = |limits: Value| json!({ "settings": { "limits": limits } });
+    let (status, body) = owner
+        .send(
+            Method::PATCH,
+            "/api/v1/apps/busy",
+            Some(settings(json!({ "fuel": 100_000 }))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call().await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("fuel_exhausted"), "{body}");
+
+    // Back to the default: the same script succeeds again, also after a restart.
+    let (status, body) = owner
+        .send(
+            Method::PATCH,
+            "/api/v1/apps/busy",
+            Some(settings(json!({ "fuel": null }))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(call().await.0, 200);
+
+    for (limits, field) in [
+        (json!({ "fuel": -1 }), "settings.limits.fuel"),
+        (
+            json!({ "deadline_ms": "soon" }),
+            "settings.limits.deadline_ms",
+        ),
+        (json!({ "cpu": 1 }), "settings.limits"),
+        (json!([1]), "settings.limits"),
+    ] {
+        let (status, body) = owner
+            .send(
+                Method::PATCH,
+                "/api/v1/apps/busy",
+                Some(settings(limits.clone())),
+            )
+            .await;
+        assert_eq!(status, 422, "{limits}: {body}");
+        assert_eq!(body["error"]["field"], field, "{limits}: {body}");
+    }
+}
+per_backend!(app_limits_apply_to_the_next_request);
