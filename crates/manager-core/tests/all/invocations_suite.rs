@@ -1,12 +1,21 @@
 //! Store suite cases for invocation records: batches, filters, paging, the
 //! live tail's catch-up, chart buckets and retention.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use picloud_manager_core::{
-    AppId, InvocationFilter, NewInvocation, OutputLine, ScriptId, StatusFilter, Timestamp,
-    VersionId,
+use axum::body::Body;
+use axum::http::Request;
+use futures_util::StreamExt;
+use picloud_manager_core::api::{
+    API_TOKEN_PREFIX, ApiConfig, ApiState, BoxFuture, CheckError, RoutePublisher, ScriptCompiler,
+    api_router,
 };
+use picloud_manager_core::{
+    ActiveScript, AppId, InstanceRole, InvocationFilter, NewInvocation, NewUser, OutputLine,
+    ScriptId, StatusFilter, Timestamp, VersionId, auth,
+};
+use tower::ServiceExt;
 
 use crate::harness::TestDatabase;
 
@@ -337,4 +346,84 @@ pub async fn retention_removes_old_records_and_keeps_recent_ones(database: &Test
     // Nothing more to do: a second run deletes nothing.
     let again = store.prune_invocations(5, day * 7).await.unwrap();
     assert_eq!((again.too_old, again.over_count), (0, 0));
+}
+
+struct NoSandbox;
+
+impl ScriptCompiler for NoSandbox {
+    fn check<'a>(&'a self, _source: &'a str) -> BoxFuture<'a, Result<(), CheckError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct NoRoutes;
+
+impl RoutePublisher for NoRoutes {
+    fn script_activated(&self, _script: &ActiveScript) {}
+    fn script_removed(&self, _app_slug: &str, _script_name: &str) {}
+    fn app_removed(&self, _app_slug: &str) {}
+    fn domains_changed(&self, _app_slug: &str, _hosts: &[String]) {}
+}
+
+/// Without the server's in-process feed (a manager in another process than
+/// the orchestrator), a live tail polls the store; closing the tails ends it.
+pub async fn a_live_tail_without_a_feed_polls_the_store(database: &TestDatabase) {
+    let store = &database.store;
+    let owner = store
+        .create_user(&NewUser {
+            username: "tailer".into(),
+            email: "tailer@example.com".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+                .into(),
+            instance_role: InstanceRole::Owner,
+        })
+        .await
+        .unwrap();
+    let secret = auth::generate_token(API_TOKEN_PREFIX);
+    store
+        .create_api_token(owner.id, "tail", &auth::hash_token(&secret))
+        .await
+        .unwrap();
+    let app = store.create_app("tail", "Tail").await.unwrap();
+    store
+        .insert_invocations(&[record(app.id, "old", 200, Duration::ZERO, 1)])
+        .await
+        .unwrap();
+    let state = ApiState::new(
+        store.clone(),
+        Arc::new(NoSandbox),
+        Arc::new(NoRoutes),
+        ApiConfig::default(),
+    );
+    let request = Request::get("/api/v1/apps/tail/invocations/stream")
+        .header("authorization", format!("Bearer {secret}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api_router(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body().into_data_stream();
+
+    store
+        .insert_invocations(&[record(app.id, "new", 201, Duration::ZERO, 1)])
+        .await
+        .unwrap();
+    let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("the new record within the poll interval")
+        .expect("an event")
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunk).into_owned();
+    assert!(text.starts_with("event: invocation\n"), "{text}");
+    assert!(text.contains("\"script\":\"new\""), "{text}");
+    assert!(
+        !text.contains("\"script\":\"old\""),
+        "only new records: {text}"
+    );
+
+    state.close_invocation_tails();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "closing the tails ends them");
 }
