@@ -509,7 +509,7 @@ mod tests {
             .deploy(
                 app.id,
                 "tick",
-                r#"if request.headers["x-picloud-trigger"] == "schedule" { "tick" } else { throw "not a schedule" }"#,
+                r#"if request.header("x-picloud-trigger") == "schedule" && request.json_body().n == 1 { "tick" } else { throw "not a schedule" }"#,
                 owner.id,
             )
             .await

@@ -38,6 +38,21 @@ async fn schedules_are_managed_and_bad_input_is_422(backend: Backend) {
     assert_eq!(status, 201);
     assert_eq!(owner.deploy("cron", "report", r#""ok""#).await.0, 201);
     let path = "/api/v1/apps/cron/schedules";
+    // The example of docs/scripting.md, called over HTTP: no trigger header.
+    let example = r#"
+        if request.header("x-picloud-trigger") == "schedule" {
+            let job = request.json_body();
+            print(`nightly run of ${job.kind}`);
+            return ();
+        }
+        "called over HTTP"
+    "#;
+    assert_eq!(owner.deploy("cron", "example", example).await.0, 201);
+    let (status, _, body) = server
+        .anonymous()
+        .call("GET", "/cron/example", &[], None)
+        .await;
+    assert_eq!((status, body.as_str()), (200, "called over HTTP"));
 
     for (body, field) in [
         (json!({"script": "report", "cron": "every minute"}), "cron"),
