@@ -27,6 +27,10 @@ use crate::files::{AppFiles, FileError, FileMeta, FileQuota, FileUsage};
 pub(crate) enum FilesError {
     Api(ApiError),
     File(FileError),
+    /// Refused before the whole body was read: the connection is closed
+    /// after the answer, so the client does not send the rest as the next
+    /// request or reuse a connection the server drops.
+    BodyLeftUnread(Box<FilesError>),
 }
 
 impl From<ApiError> for FilesError {
@@ -51,6 +55,14 @@ impl IntoResponse for FilesError {
     fn into_response(self) -> Response {
         let error = match self {
             FilesError::Api(error) => return error.into_response(),
+            FilesError::BodyLeftUnread(error) => {
+                let mut response = error.into_response();
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return response;
+            }
             FilesError::File(FileError::Io { .. }) => return ApiError::Internal.into_response(),
             FilesError::File(error) => error,
         };
@@ -117,26 +129,31 @@ pub(crate) async fn put_file(
     headers: HeaderMap,
     body: Body,
 ) -> FilesResult<(StatusCode, Json<FileMeta>)> {
-    let (app, _) = authorize(&state, &caller, &slug, Action::ManageFiles).await?;
-    let (files, quota) = files_of(&state)?;
-    crate::files::validate_path(&path)?;
+    let left_unread = |error: FilesError| FilesError::BodyLeftUnread(Box::new(error));
+    let (app, _) = authorize(&state, &caller, &slug, Action::ManageFiles)
+        .await
+        .map_err(|error| left_unread(error.into()))?;
+    let (files, quota) = files_of(&state).map_err(left_unread)?;
+    crate::files::validate_path(&path).map_err(|error| left_unread(error.into()))?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let too_large = |size| FileError::FileTooLarge {
-        size,
-        limit: quota.max_file_bytes,
+    let too_large = |size| {
+        left_unread(FilesError::File(FileError::FileTooLarge {
+            size,
+            limit: quota.max_file_bytes,
+        }))
     };
     if let Some(size) = declared
         && size > quota.max_file_bytes
     {
-        return Err(too_large(size).into());
+        return Err(too_large(size));
     }
     let limit = usize::try_from(quota.max_file_bytes).unwrap_or(usize::MAX);
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
         if hit_length_limit(&error) {
-            FilesError::File(too_large(quota.max_file_bytes + 1))
+            too_large(quota.max_file_bytes + 1)
         } else {
             FilesError::Api(ApiError::BadRequest {
                 message: format!("cannot read the request body: {error}"),

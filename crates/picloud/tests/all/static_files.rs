@@ -237,6 +237,11 @@ async fn static_files(backend: Backend) {
     let (status, _) = raw_get(&server, "/_static/css/site.css", "unknown.example").await;
     assert_eq!(status, 404);
 
+    // No script can take the name of the static route.
+    let (status, body) = owner.deploy("site", "_static", "\"shadow\"").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input", "{body}");
+
     // Scripts still run beside the static route.
     let (status, body) = owner.deploy("site", "hello", "\"hi\"").await;
     assert_eq!(status, 201, "{body}");
