@@ -415,6 +415,10 @@ async fn invocation_records(backend: Backend) {
 
     // An open live tail does not hold up a graceful shutdown: it ends.
     let mut open = open_stream(&owner, "", None).await;
+    let (status, _, _) = visitor
+        .call("GET", "/logs/greet?name=last", &[], None)
+        .await;
+    assert_eq!(status, 200);
     let stopping = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || server.stop())
         .await
@@ -430,5 +434,11 @@ async fn invocation_records(backend: Backend) {
     })
     .await;
     assert!(ended.is_ok(), "the live tail did not end at shutdown");
+
+    // Records queued at shutdown were written: they are there after a restart.
+    let server = instance.start();
+    let owner = server.owner().await;
+    let page = wait_for_items(&owner, "?limit=1", 1).await;
+    assert_eq!(page["items"][0]["output"][0]["text"], "greeting last");
 }
 per_backend!(invocation_records);
