@@ -184,6 +184,12 @@ async fn host_call(
                             .await;
                     caller.data_mut().host_wait += started.elapsed();
                     match answered {
+                        // A service that gave up at the deadline itself (an
+                        // outbound request's timeout) ends the invocation
+                        // the same way as one the executor stopped waiting for.
+                        Ok(_) if Instant::now() >= deadline => {
+                            return Err(wasmtime::Error::new(HostCallDeadline));
+                        }
                         Ok(reply) => reply,
                         Err(_) => return Err(wasmtime::Error::new(HostCallDeadline)),
                     }

@@ -154,7 +154,7 @@ fn app_limits(limits: &serde_json::Value) -> StoreResult<()> {
                 ),
             ));
         };
-        if !value.is_null() && !value.as_u64().is_some_and(|number| number > 0) {
+        if !(value.is_null() || value.as_u64().is_some_and(|number| number > 0)) {
             return Err(StoreError::invalid(
                 field,
                 "must be a positive integer (or null for the default)",

@@ -36,6 +36,13 @@ async fn start_test_service() -> SocketAddr {
             get(|| async { axum::Json(json!({ "temperature": 21 })) }),
         )
         .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .route(
             "/to-private",
             get(|| async {
                 (
@@ -454,3 +461,69 @@ async fn app_limits_apply_to_the_next_request(backend: Backend) {
     }
 }
 per_backend!(app_limits_apply_to_the_next_request);
+
+async fn slow_outbound_calls_hit_the_deadline_without_blocking_the_host(backend: Backend) {
+    let service = start_test_service().await;
+    let instance = Instance::with_config(
+        backend,
+        &format!(
+            "[outbound]\nallow_private = [\"127.0.0.1:{}\"]\n",
+            service.port()
+        ),
+    )
+    .await;
+    let server = instance.start();
+    let owner = server.owner().await;
+    create_app(&owner, "slow").await;
+    let (status, body) = owner
+        .send(
+            Method::PATCH,
+            "/api/v1/apps/slow",
+            Some(json!({ "settings": { "limits": { "deadline_ms": 1000 } } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = owner
+        .send(
+            Method::PUT,
+            "/api/v1/apps/slow/http-allowlist",
+            Some(json!({ "hosts": [format!("127.0.0.1:{}", service.port())] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    deploy(
+        &owner,
+        "slow",
+        "fetch",
+        &format!(
+            r#"for i in 0..5 {{ http::get("http://127.0.0.1:{}/slow"); }} "done""#,
+            service.port()
+        ),
+    )
+    .await;
+    deploy(&owner, "slow", "quick", r#""quick""#).await;
+
+    let started = std::time::Instant::now();
+    let slow = tokio::spawn({
+        let client = server.anonymous();
+        async move { client.call("GET", "/slow/fetch", &[], None).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // While the slow script waits on the network, the server answers others.
+    for _ in 0..5 {
+        let (status, _, body) = server
+            .anonymous()
+            .call("GET", "/slow/quick", &[], None)
+            .await;
+        assert_eq!((status, body.as_str()), (200, "quick"));
+    }
+    let (status, _, body) = slow.await.unwrap();
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("deadline_exceeded"), "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "the deadline of 1 s cut the 5 × 3 s of calls short, took {:?}",
+        started.elapsed()
+    );
+}
+per_backend!(slow_outbound_calls_hit_the_deadline_without_blocking_the_host);
