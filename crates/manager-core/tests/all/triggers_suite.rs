@@ -78,7 +78,7 @@ pub async fn schedules_are_created_listed_updated_and_deleted(database: &TestDat
     assert_eq!(created.last_run_at, None);
     assert_eq!(
         store.list_schedules(app_id).await.unwrap(),
-        [created.clone()]
+        std::slice::from_ref(&created)
     );
 
     // 09:00 every day in Paris is 08:00 UTC in winter.
