@@ -353,21 +353,29 @@ impl Exemption {
         Ok(Exemption::Host(normalize_host(host), port))
     }
 
-    fn port_matches(port: Option<u16>, wanted: Option<u16>) -> bool {
-        match (port, wanted) {
-            (None, _) | (_, None) => true,
-            (Some(port), Some(wanted)) => port == wanted,
-        }
-    }
-
-    /// Whether this entry exempts `address`, reached as `host` on `port`
-    /// (`None` when the caller does not know the port: the resolver).
+    /// Whether this entry exempts `address`, reached as `host` on `port`.
+    ///
+    /// The resolver does not know the port (`None`). There an exempted host
+    /// name still counts (the operator vouches for the name, and the port was
+    /// checked before), but an address exempted on one port only does not:
+    /// otherwise a name that rebinds to that address would reach it on any
+    /// port. IP-literal URLs never go through the resolver.
     fn covers(&self, host: &str, address: IpAddr, port: Option<u16>) -> bool {
         match self {
-            Exemption::Host(name, wanted) => name == host && Self::port_matches(port, *wanted),
+            Exemption::Host(name, wanted) => {
+                name == host
+                    && match (wanted, port) {
+                        (Some(wanted), Some(port)) => *wanted == port,
+                        _ => true,
+                    }
+            }
             Exemption::Network(network, prefix, wanted) => {
                 in_network(canonical(address), *network, *prefix)
-                    && Self::port_matches(port, *wanted)
+                    && match (wanted, port) {
+                        (None, _) => true,
+                        (Some(wanted), Some(port)) => *wanted == port,
+                        (Some(_), None) => false,
+                    }
             }
         }
     }
@@ -1007,6 +1015,11 @@ mod tests {
         assert!(exemption("[::1]:80").covers("::1", "::1".parse().unwrap(), Some(80)));
         assert!(exemption("fd00::/8").covers("x", "fd12::1".parse().unwrap(), None));
         assert!(exemption("internal.lan").covers("internal.lan", loopback, Some(1)));
+        assert!(exemption("internal.lan:80").covers("internal.lan", loopback, None));
+        // The resolver (no port) does not extend a one-port exemption to a
+        // name that resolves to that address.
+        assert!(!exemption("127.0.0.1:8080").covers("rebound.example", loopback, None));
+        assert!(exemption("127.0.0.0/8").covers("rebound.example", loopback, None));
         assert!(!exemption("internal.lan").covers("other.lan", loopback, Some(1)));
         assert!(Exemption::parse("10.0.0.0/33").is_err());
         assert!(Exemption::parse("a b").is_err());
@@ -1027,6 +1040,20 @@ mod tests {
             Err(error) => error,
         };
         assert!(error.downcast_ref::<ResolverRefusal>().is_some(), "{error}");
+        let resolver = CheckingResolver {
+            guard: Arc::new(AddressGuard {
+                exemptions: vec![
+                    Exemption::parse("127.0.0.1:8080").unwrap(),
+                    Exemption::parse("[::1]:8080").unwrap(),
+                ],
+            }),
+        };
+        assert!(
+            resolver
+                .resolve(Name::from_str("localhost").unwrap())
+                .await
+                .is_err()
+        );
         let resolver = CheckingResolver {
             guard: Arc::new(AddressGuard {
                 exemptions: vec![
