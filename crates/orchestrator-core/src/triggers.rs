@@ -371,6 +371,7 @@ async fn schedule_loop(
     let recheck = millis(config.recheck_interval).max(1);
     while !control.is_closed() {
         let now = clock.now_ms();
+        let mut claim_failed = false;
         match store.claim_due_schedules(now).await {
             Ok(runs) => {
                 for run in runs {
@@ -379,7 +380,10 @@ async fn schedule_loop(
                     tokio::spawn(run_scheduled(ingress.clone(), run));
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot claim due schedule ticks"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim due schedule ticks");
+                claim_failed = true;
+            }
         }
         let next_due = match store.next_schedule_due().await {
             Ok(next_due) => next_due,
@@ -388,8 +392,21 @@ async fn schedule_loop(
                 None
             }
         };
-        let deadline = next_due.map_or(now + recheck, |due| due.min(now + recheck));
+        let deadline = next_deadline(now, next_due, recheck, claim_failed);
         control.sleep(&*clock, deadline).await;
+    }
+}
+
+/// When a loop looks again: at the next due time the store knows of, but
+/// no later than a re-check; after a failed claim (the database is down),
+/// not before a second has passed, so a due time in the past does not make
+/// the loop spin.
+fn next_deadline(now: i64, next_due: Option<i64>, recheck: i64, claim_failed: bool) -> i64 {
+    let deadline = next_due.map_or(now + recheck, |due| due.min(now + recheck));
+    if claim_failed {
+        deadline.max(now + 1000)
+    } else {
+        deadline
     }
 }
 
@@ -514,13 +531,17 @@ async fn worker_loop(
     let recheck = millis(config.recheck_interval).max(1);
     while !control.is_closed() {
         let now = clock.now_ms();
+        let mut claim_failed = false;
         match store.claim_async(&worker, now, config.lease).await {
             Ok(Some(job)) => {
                 run_job(&ingress, &*store, &*clock, &config, &worker, job).await;
                 continue;
             }
             Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "cannot claim an async invocation"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim an async invocation");
+                claim_failed = true;
+            }
         }
         if let Ok(depth) = store.async_queue_depth().await {
             metrics::gauge!(crate::metrics::QUEUE_DEPTH).set(depth as f64);
@@ -532,7 +553,7 @@ async fn worker_loop(
                 None
             }
         };
-        let deadline = next_due.map_or(now + recheck, |due| due.min(now + recheck));
+        let deadline = next_deadline(now, next_due, recheck, claim_failed);
         control.sleep(&*clock, deadline).await;
     }
 }
@@ -790,6 +811,16 @@ mod tests {
         assert_eq!(config.retry_delay(2), Duration::from_secs(4));
         assert_eq!(config.retry_delay(3), Duration::from_secs(16));
         assert_eq!(config.retry_delay(40), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn loops_sleep_until_the_next_due_time_but_never_spin_on_errors() {
+        let recheck = 60_000;
+        assert_eq!(next_deadline(1_000, Some(5_000), recheck, false), 5_000);
+        assert_eq!(next_deadline(1_000, None, recheck, false), 61_000);
+        assert_eq!(next_deadline(1_000, Some(999_999), recheck, false), 61_000);
+        // Due in the past and the claim failed: wait a second.
+        assert_eq!(next_deadline(1_000, Some(500), recheck, true), 2_000);
     }
 
     #[tokio::test]
