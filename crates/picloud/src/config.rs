@@ -623,7 +623,10 @@ mod tests {
         assert_eq!(config.files.max_files, 2);
         assert_eq!(config.files.max_total_bytes, 100 * 1024 * 1024);
         let outbound = config.outbound.client_config();
-        assert_eq!(outbound.total_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(
+            outbound.total_timeout,
+            std::time::Duration::from_millis(250)
+        );
         assert_eq!(outbound.max_requests_per_invocation, 10);
         assert_eq!(outbound.allow_private.len(), 2);
         config.validate().unwrap();
