@@ -206,6 +206,35 @@ async fn static_files(backend: Backend) {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("invalid_path"), "{body}");
 
+    // Symlinks planted in the app's folder lead nowhere.
+    #[cfg(unix)]
+    {
+        let files_root = instance.data_dir.path().join("files");
+        let app_folder = std::fs::read_dir(&files_root)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|folder| folder.join("large.bin").exists())
+            .expect("the app's folder");
+        std::os::unix::fs::symlink("/etc/passwd", app_folder.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc", app_folder.join("etc")).unwrap();
+        std::os::unix::fs::symlink("../../secret.txt", app_folder.join("secret.txt")).unwrap();
+        std::os::unix::fs::symlink("..", app_folder.join("up")).unwrap();
+        let app_id = app_folder.file_name().unwrap().to_str().unwrap().to_owned();
+        for target in [
+            "/site/_static/passwd".to_owned(),
+            "/site/_static/etc/passwd".to_owned(),
+            "/site/_static/secret.txt".to_owned(),
+            format!("/site/_static/up/{app_id}/css/site.css"),
+        ] {
+            let (status, body) = raw_get(&server, &target, "127.0.0.1").await;
+            assert_eq!(status, 404, "{target}: {body}");
+            assert!(
+                !body.contains("root:") && !body.contains("top secret"),
+                "{body}"
+            );
+        }
+    }
+
     // Uploads with escaping names are refused too.
     for target in [
         "..%2f..%2fsecret.txt",
