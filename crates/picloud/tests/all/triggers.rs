@@ -335,3 +335,69 @@ async fn the_cli_lists_adds_and_removes_schedules() {
     assert_eq!(schedules, json!([]));
     assert!(server.stop().success());
 }
+
+/// The real server runs an every-minute schedule within a minute of its
+/// creation, with the schedule's request, and records it as `schedule`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_runs_a_schedule_and_records_it() {
+    let instance = Instance::new(Backend::Sqlite).await;
+    let server = instance.start();
+    let owner = server.owner().await;
+    let (status, _) = owner
+        .send(Method::POST, "/api/v1/apps", Some(json!({"slug": "beat"})))
+        .await;
+    assert_eq!(status, 201);
+    let source = r#"
+        if request.header("x-picloud-trigger") != "schedule" { throw "not a schedule" }
+        print(`payload ${request.json_body().beat} via ${request.method} ${request.path}`);
+        "ok"
+    "#;
+    assert_eq!(owner.deploy("beat", "pulse", source).await.0, 201);
+    let (status, created) = owner
+        .send(
+            Method::POST,
+            "/api/v1/apps/beat/schedules",
+            Some(json!({"script": "pulse", "cron": "* * * * *", "payload": {"beat": 7}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let record = loop {
+        let (status, page) = owner
+            .send(
+                Method::GET,
+                "/api/v1/apps/beat/invocations?script=pulse",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        if let Some(record) = page["items"].as_array().and_then(|items| items.first()) {
+            break record.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled run within 90 s; log:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(record["trigger"], "schedule", "{record}");
+    assert_eq!(record["status"], 200, "{record}");
+    assert!(
+        record
+            .to_string()
+            .contains("payload 7 via POST /beat/pulse"),
+        "{record}"
+    );
+    let id = created["id"].as_i64().unwrap();
+    let (_, schedule) = owner
+        .send(
+            Method::GET,
+            &format!("/api/v1/apps/beat/schedules/{id}"),
+            None,
+        )
+        .await;
+    assert!(schedule["last_run_at"].is_string(), "{schedule}");
+    assert!(server.stop().success());
+}
