@@ -362,6 +362,41 @@ impl Triggers {
 }
 
 #[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn the_triggers_section_is_read_and_checked() {
+        let config = crate::config::Config::from_toml(
+            "[triggers]\nworkers = 0\nasync_max_attempts = 5\nscheduler_enabled = false\n",
+        )
+        .unwrap();
+        assert_eq!(config.triggers.workers, 0);
+        assert_eq!(config.triggers.async_max_attempts, 5);
+        assert!(!config.triggers.scheduler_enabled);
+        assert_eq!(config.triggers.retry_base_ms, 1000);
+        config.triggers.validate().unwrap();
+        assert!(crate::config::Config::from_toml("[triggers]\nworker = 1\n").is_err());
+        for bad in [
+            TriggerSettings {
+                async_max_attempts: 0,
+                ..TriggerSettings::default()
+            },
+            TriggerSettings {
+                async_max_attempts: 21,
+                ..TriggerSettings::default()
+            },
+            TriggerSettings {
+                recheck_interval_secs: 0,
+                ..TriggerSettings::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     //! Two orchestrators with a scheduler each, against one PostgreSQL
     //! database, on one controllable clock: every tick runs exactly once.
