@@ -208,6 +208,13 @@ pub(crate) async fn delete_app(
         state.store().delete_app(app.id).await?;
         state.routes().app_removed(&app.slug);
     }
+    // The app is gone from the database; its files go with it. A failure
+    // here leaves only disk space behind (app ids are never reused).
+    if let Some((files, _)) = state.files()
+        && let Err(error) = files.remove_app(app.id).await
+    {
+        tracing::warn!(app = %app.slug, %error, "cannot remove the deleted app's files");
+    }
     audit(
         &state,
         caller.user.id,

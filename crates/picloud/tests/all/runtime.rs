@@ -391,6 +391,17 @@ async fn scripts_invoke_each_other_and_read_files(backend: Backend) {
         .call("GET", "/site/page?name=Pi", &[], None)
         .await;
     assert_eq!((status, body.as_str()), (200, "Hello, Pi!"));
+
+    // Deleting the app deletes its files.
+    let app_folders = || {
+        std::fs::read_dir(instance.data_dir.path().join("files"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(app_folders(), 1);
+    let (status, body) = owner.send(Method::DELETE, "/api/v1/apps/site", None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(app_folders(), 0);
 }
 per_backend!(scripts_invoke_each_other_and_read_files);
 
