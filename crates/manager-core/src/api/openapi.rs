@@ -82,6 +82,34 @@ fn request_schemas() -> Value {
                 "active": {"type": "boolean"}
             }
         },
+        "CreateScheduleRequest": {
+            "type": "object", "required": ["script", "cron"], "additionalProperties": false,
+            "properties": {
+                "script": {"type": "string", "description": "A script of the app"},
+                "cron": {"type": "string", "description": "Five cron fields, or @yearly, @monthly, @weekly, @daily, @hourly"},
+                "timezone": {"type": "string", "description": "An IANA time zone; default UTC"},
+                "payload": {"description": "Any JSON value, sent as each run's body"},
+                "enabled": {"type": "boolean", "default": true}
+            }
+        },
+        "UpdateScheduleRequest": {
+            "type": "object", "additionalProperties": false,
+            "properties": {
+                "script": {"type": "string"},
+                "cron": {"type": "string"},
+                "timezone": {"type": "string"},
+                "payload": {"description": "Any JSON value; null removes the payload"},
+                "enabled": {"type": "boolean"}
+            }
+        },
+        "SetValueRequest": {
+            "type": "object", "required": ["value"], "additionalProperties": false,
+            "properties": {"value": {"type": "string", "description": "A variable's value, or a secret (never returned)"}}
+        },
+        "HttpAllowlistRequest": {
+            "type": "object", "required": ["hosts"], "additionalProperties": false,
+            "properties": {"hosts": {"type": "array", "items": {"type": "string"}, "description": "`host`, `host:port` or `*.domain` patterns"}}
+        },
         "Error": {
             "type": "object", "required": ["error"],
             "properties": {
