@@ -13,8 +13,8 @@ use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use picloud_executor_core::{
-    InvocationContext,
-    Executor, Invocation, InvocationStats, InvokeError, OutputLevel, OutputLine, Request, Response,
+    Executor, Invocation, InvocationContext, InvocationStats, InvokeError, OutputLine, Request,
+    Response,
 };
 use tracing::Instrument;
 
@@ -448,7 +448,7 @@ impl ScriptCall<'_> {
         );
         let records = self.state.records();
         let (output, output_truncated) =
-            bounded_output(output_lines, records.config().max_output_bytes);
+            crate::records::bounded_output(output_lines, records.config().max_output_bytes);
         let record = InvocationRecord {
             request_id: self.request_id.to_owned(),
             app_id: script.app_id,
@@ -473,21 +473,6 @@ impl ScriptCall<'_> {
         crate::metrics::observe_invocation(&record);
         records.push(record);
     }
-}
-
-/// The first lines of `lines` that fit in `max_bytes`, and whether any
-/// were left out.
-fn bounded_output(lines: &[OutputLine], max_bytes: usize) -> (Vec<(OutputLevel, String)>, bool) {
-    let mut kept = Vec::new();
-    let mut bytes = 0;
-    for line in lines {
-        bytes += line.text.len();
-        if bytes > max_bytes {
-            return (kept, true);
-        }
-        kept.push((line.level, line.text.clone()));
-    }
-    (kept, false)
 }
 
 /// Headers a script may not set: they describe the connection, not the

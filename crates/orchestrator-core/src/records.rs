@@ -33,6 +33,8 @@ pub enum Trigger {
     Schedule,
     /// A request accepted with `Prefer: respond-async` and run in the background.
     Async,
+    /// A call from another script of the app (`scripts::invoke`).
+    Invoke,
 }
 
 impl Trigger {
@@ -42,6 +44,7 @@ impl Trigger {
             Trigger::Http => "http",
             Trigger::Schedule => "schedule",
             Trigger::Async => "async",
+            Trigger::Invoke => "invoke",
         }
     }
 }
@@ -96,6 +99,24 @@ pub struct InvocationRecord {
     /// The full error for the script's author (message, line and column),
     /// which the caller never sees.
     pub error_message: Option<String>,
+}
+
+/// The first lines of `lines` that fit in `max_bytes` (the record's output
+/// cap, [`RecordConfig::max_output_bytes`]), and whether any were left out.
+pub fn bounded_output(
+    lines: &[picloud_executor_core::OutputLine],
+    max_bytes: usize,
+) -> (Vec<(OutputLevel, String)>, bool) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for line in lines {
+        bytes += line.text.len();
+        if bytes > max_bytes {
+            return (kept, true);
+        }
+        kept.push((line.level, line.text.clone()));
+    }
+    (kept, false)
 }
 
 /// Where batches of records go; the binary implements it with its store.

@@ -31,9 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use picloud_executor_core::{
-    Invocation, InvocationContext, InvocationStats, OutputLevel, OutputLine, Request, Response,
-};
+use picloud_executor_core::{Invocation, InvocationContext, InvocationStats, Request, Response};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -689,7 +687,8 @@ async fn invoke(
         Err(error) => (error.status().as_u16(), Some(error)),
     };
     let records = ingress.records();
-    let (output, output_truncated) = bounded_output(&output, records.config().max_output_bytes);
+    let (output, output_truncated) =
+        crate::records::bounded_output(&output, records.config().max_output_bytes);
     let record = InvocationRecord {
         request_id,
         app_id: script.app_id,
@@ -714,21 +713,6 @@ async fn invoke(
     crate::metrics::observe_invocation(&record);
     records.push(record);
     Outcome { result }
-}
-
-/// The first lines of `lines` that fit in `max_bytes`, and whether any
-/// were left out.
-fn bounded_output(lines: &[OutputLine], max_bytes: usize) -> (Vec<(OutputLevel, String)>, bool) {
-    let mut kept = Vec::new();
-    let mut bytes = 0;
-    for line in lines {
-        bytes += line.text.len();
-        if bytes > max_bytes {
-            return (kept, true);
-        }
-        kept.push((line.level, line.text.clone()));
-    }
-    (kept, false)
 }
 
 /// Whether a request asks to be run in the background: a `Prefer` header

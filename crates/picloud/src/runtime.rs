@@ -17,7 +17,10 @@ use picloud_executor_core::{
 };
 use picloud_manager_core::files::AppFiles;
 use picloud_manager_core::{AppId, KvQuota, SecretKey, Store, StoreError};
-use picloud_orchestrator_core::{RouteTable, ScriptIdentity, ServiceProvider};
+use picloud_orchestrator_core::{
+    IngressError, InvocationRecord, RecordBuffer, RouteTable, ScriptIdentity, ServiceProvider,
+    Trigger, bounded_output,
+};
 use serde_json::Value;
 
 /// How deep `scripts::invoke` may nest by default: a script may call one
@@ -45,40 +48,34 @@ impl Default for RuntimeLimits {
 /// The process-wide runtime: makes one [`AppServices`] per invocation.
 #[derive(Clone)]
 pub struct Runtime {
-    inner: Arc<Shared>,
+    inner: Arc<RuntimeParts>,
 }
 
-struct Shared {
-    store: Store,
-    secret_key: SecretKey,
-    outbound: OutboundClient,
-    files: AppFiles,
-    routes: Arc<RouteTable>,
-    executor: Executor,
-    limits: RuntimeLimits,
+/// What the runtime's services are made of.
+pub struct RuntimeParts {
+    /// KV, variables, secrets and the allow-lists.
+    pub store: Store,
+    /// Decrypts secrets.
+    pub secret_key: SecretKey,
+    /// Makes outbound HTTP requests.
+    pub outbound: OutboundClient,
+    /// Apps' static files.
+    pub files: AppFiles,
+    /// Where `scripts::invoke` finds the active version of a script.
+    pub routes: Arc<RouteTable>,
+    /// Runs nested invocations.
+    pub executor: Executor,
+    /// Receives the records of nested invocations.
+    pub records: RecordBuffer,
+    /// Quotas.
+    pub limits: RuntimeLimits,
 }
 
 impl Runtime {
     /// The runtime over these services.
-    pub fn new(
-        store: Store,
-        secret_key: SecretKey,
-        outbound: OutboundClient,
-        files: AppFiles,
-        routes: Arc<RouteTable>,
-        executor: Executor,
-        limits: RuntimeLimits,
-    ) -> Runtime {
+    pub fn new(parts: RuntimeParts) -> Runtime {
         Runtime {
-            inner: Arc::new(Shared {
-                store,
-                secret_key,
-                outbound,
-                files,
-                routes,
-                executor,
-                limits,
-            }),
+            inner: Arc::new(parts),
         }
     }
 }
@@ -300,21 +297,14 @@ impl AppServices {
             services: Some(services),
             deadline: Some(deadline),
         };
+        let started_at_unix_ms = now_ms().max(0) as u64;
         let invocation = Box::pin(
             shared
                 .executor
                 .invoke_with(&target.version, request, context),
         )
         .await;
-        for line in &invocation.output {
-            tracing::debug!(
-                target: "picloud::invocation",
-                request_id = %self.script.request_id,
-                script = %name,
-                level = line.level.as_str(),
-                "{}", line.text
-            );
-        }
+        self.record(&target, &name, started_at_unix_ms, &invocation);
         match invocation.result {
             Err(error) => HostReply::error("call_failed", format!("`{name}` failed: {error}")),
             Ok(response) if response.status >= 400 => HostReply::error(
@@ -340,6 +330,56 @@ impl AppServices {
                 }
             }
         }
+    }
+}
+
+impl AppServices {
+    /// Stores the record of a nested invocation, with the trigger `invoke`
+    /// and the request id of the outermost one.
+    fn record(
+        &self,
+        target: &picloud_orchestrator_core::ActiveScript,
+        name: &str,
+        started_at_unix_ms: u64,
+        invocation: &picloud_executor_core::Invocation,
+    ) {
+        let records = &self.runtime.inner.records;
+        let (output, output_truncated) =
+            bounded_output(&invocation.output, records.config().max_output_bytes);
+        let error = invocation
+            .result
+            .as_ref()
+            .err()
+            .map(|error| IngressError::Invoke(error.clone()));
+        let status = match (&invocation.result, &error) {
+            (Ok(response), _) => response.status,
+            (Err(_), Some(error)) => error.status().as_u16(),
+            (Err(_), None) => 500,
+        };
+        let stats = &invocation.stats;
+        let record = InvocationRecord {
+            request_id: self.script.request_id.clone(),
+            app_id: self.script.app_id,
+            app_slug: self.script.app_slug.clone(),
+            script_name: name.to_owned(),
+            script_id: target.script_id,
+            version_id: target.version.version_id,
+            trigger: Trigger::Invoke,
+            status,
+            error_code: error.as_ref().map(|error| error.code().to_owned()),
+            started_at_unix_ms,
+            duration_us: u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX),
+            fuel_used: stats.fuel_used,
+            fuel_limit: stats.fuel_limit,
+            memory_bytes: stats.memory_bytes,
+            memory_limit_bytes: stats.memory_limit_bytes,
+            cold_start: stats.cold_start,
+            output,
+            output_truncated,
+            error_message: error.as_ref().map(ToString::to_string),
+        };
+        picloud_orchestrator_core::metrics::observe_invocation(&record);
+        records.push(record);
     }
 }
 

@@ -93,15 +93,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let outbound =
         picloud_executor_core::outbound::OutboundClient::new(config.outbound.client_config())
             .map_err(|error| anyhow::anyhow!("cannot start the outbound HTTP client: {error}"))?;
-    let runtime = crate::runtime::Runtime::new(
-        store.clone(),
-        secret_key.clone(),
+    let runtime = crate::runtime::Runtime::new(crate::runtime::RuntimeParts {
+        store: store.clone(),
+        secret_key: secret_key.clone(),
         outbound,
-        app_files.clone(),
-        routes.clone(),
-        executor.clone(),
-        config.runtime.limits(),
-    );
+        files: app_files.clone(),
+        routes: routes.clone(),
+        executor: executor.clone(),
+        records: records.clone(),
+        limits: config.runtime.limits(),
+    });
     let trigger_hooks = crate::triggers::TriggerHooks::new(store.clone(), &config.triggers);
     let ingress = IngressState::new(
         executor.clone(),

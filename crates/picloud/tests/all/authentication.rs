@@ -41,6 +41,30 @@ const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/api/v1/apps/secret/members/lookup", true),
     ("PATCH", "/api/v1/apps/secret/members/2", true),
     ("DELETE", "/api/v1/apps/secret/members/2", true),
+    ("GET", "/api/v1/apps/secret/invocations", true),
+    ("GET", "/api/v1/apps/secret/invocations/stats", true),
+    ("GET", "/api/v1/apps/secret/invocations/stream", true),
+    ("GET", "/api/v1/apps/secret/invocations/7", true),
+    ("GET", "/api/v1/apps/secret/schedules", true),
+    ("POST", "/api/v1/apps/secret/schedules", true),
+    ("GET", "/api/v1/apps/secret/schedules/3", true),
+    ("PATCH", "/api/v1/apps/secret/schedules/3", true),
+    ("DELETE", "/api/v1/apps/secret/schedules/3", true),
+    ("GET", "/api/v1/apps/secret/async/job", true),
+    ("GET", "/api/v1/apps/secret/vars", true),
+    ("PUT", "/api/v1/apps/secret/vars/NAME", true),
+    ("DELETE", "/api/v1/apps/secret/vars/NAME", true),
+    ("GET", "/api/v1/apps/secret/secrets", true),
+    ("PUT", "/api/v1/apps/secret/secrets/NAME", true),
+    ("DELETE", "/api/v1/apps/secret/secrets/NAME", true),
+    ("GET", "/api/v1/apps/secret/http-allowlist", true),
+    ("PUT", "/api/v1/apps/secret/http-allowlist", true),
+    ("GET", "/api/v1/apps/secret/kv", true),
+    ("GET", "/api/v1/apps/secret/kv-usage", true),
+    ("DELETE", "/api/v1/apps/secret/kv/some-key", true),
+    ("GET", "/api/v1/apps/secret/files", true),
+    ("PUT", "/api/v1/apps/secret/files/a.txt", true),
+    ("DELETE", "/api/v1/apps/secret/files/a.txt", true),
     ("GET", "/api/v1/admin/admins", true),
     ("GET", "/api/v1/admin/users", true),
     ("POST", "/api/v1/admin/users", true),
@@ -77,6 +101,13 @@ fn to_template(path: &str) -> String {
         .replace("/domains/secret.example.com", "/domains/{host}")
         .replace("/members/2", "/members/{user}")
         .replace("/admin/users/1", "/admin/users/{id}")
+        .replace("/invocations/7", "/invocations/{id}")
+        .replace("/schedules/3", "/schedules/{id}")
+        .replace("/async/job", "/async/{id}")
+        .replace("/vars/NAME", "/vars/{name}")
+        .replace("/secrets/NAME", "/secrets/{name}")
+        .replace("/kv/some-key", "/kv/{*key}")
+        .replace("/files/a.txt", "/files/{*path}")
 }
 
 async fn every_management_route_refuses_strangers(backend: Backend) {

@@ -369,9 +369,40 @@ async fn scripts_invoke_each_other_and_read_files(backend: Backend) {
         .call("GET", "/site/loop", &[], None)
         .await;
     assert_eq!(status, 500, "{body}");
+    // The author sees why: the innermost call's error is in the records,
+    // as an invocation with the trigger `invoke`.
+    let mut found = Value::Null;
+    for _ in 0..50 {
+        let (_, page) = owner
+            .send(
+                Method::GET,
+                "/api/v1/apps/site/invocations?script=loop&status=error",
+                None,
+            )
+            .await;
+        if page["items"]
+            .as_array()
+            .is_some_and(|items| items.len() >= 4)
+        {
+            found = page;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let items = found["items"].as_array().expect("four records of the loop");
     assert!(
-        server.logs().contains("call_depth_exceeded"),
-        "the author's log names the depth limit"
+        items
+            .iter()
+            .filter(|item| item["trigger"] == "invoke")
+            .count()
+            >= 3,
+        "{found}"
+    );
+    assert!(
+        items.iter().any(|item| item["error_message"]
+            .as_str()
+            .is_some_and(|message| message.contains("call_depth_exceeded"))),
+        "{found}"
     );
 
     let response = owner
