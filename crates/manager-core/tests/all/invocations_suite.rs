@@ -427,3 +427,34 @@ pub async fn a_live_tail_without_a_feed_polls_the_store(database: &TestDatabase)
     .await;
     assert!(ended.is_ok(), "closing the tails ends them");
 }
+
+pub async fn large_batches_keep_order_and_ids_never_repeat(database: &TestDatabase) {
+    let store = &database.store;
+    let app = store.create_app("busy", "Busy").await.unwrap();
+    // More than one multi-row INSERT's worth, with a deleted app's records
+    // mixed in.
+    let batch: Vec<NewInvocation> = (0..1_203)
+        .map(|n| {
+            let app_id = if n % 100 == 7 { AppId(987_654) } else { app.id };
+            let mut invocation = record(app_id, "bulk", 200, Duration::ZERO, 1);
+            invocation.request_id = format!("bulk-{n}");
+            invocation
+        })
+        .collect();
+    let stored = store.insert_invocations(&batch).await.unwrap();
+    assert_eq!(stored.len(), 1_203 - 12);
+    assert!(stored.windows(2).all(|pair| pair[0].id < pair[1].id));
+    for stored in [&stored[0], &stored[600], &stored[1_190]] {
+        let read = store.invocation(app.id, stored.id).await.unwrap().unwrap();
+        assert_eq!(read.request_id, stored.request_id);
+    }
+    // Ids are not reused after the newest records are deleted.
+    let last = stored.last().unwrap().id;
+    store.delete_app(app.id).await.unwrap();
+    let again = store.create_app("busy2", "Busy").await.unwrap();
+    let next = store
+        .insert_invocations(&[record(again.id, "bulk", 200, Duration::ZERO, 1)])
+        .await
+        .unwrap();
+    assert!(next[0].id > last, "{} after {last}", next[0].id);
+}

@@ -85,4 +85,5 @@ run_store_suite!(
     a_job_whose_worker_died_is_claimed_again_after_its_lease,
     deleting_a_script_removes_its_schedules_and_jobs,
     ping_answers_until_the_pool_is_closed,
+    large_batches_keep_order_and_ids_never_repeat,
 );
