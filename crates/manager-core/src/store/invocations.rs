@@ -324,7 +324,9 @@ impl Store {
                             )
                             .push_bind(invocation.output_truncated);
                     });
-                    insert.build().execute(&mut *transaction).await?;
+                    // Not cached: each batch size is a different statement, and a
+                    // cached one holds hundreds of kilobytes per connection.
+                    insert.build().persistent(false).execute(&mut *transaction).await?;
                 }
                 for (invocation, id) in rows.into_iter().zip(ids) {
                     stored.push(StoredInvocation {

@@ -660,7 +660,27 @@ pub async fn apps_are_listed_updated_and_deleted(database: &TestDatabase) {
         .unwrap();
     assert_eq!(renamed.name, "The shop");
     assert_eq!(renamed.settings, json!({}));
-    let settings = json!({"limits": {"fuel": 1_000_000, "timeout_ms": 250}});
+    // Only known limits, as positive integers, are accepted.
+    for bad in [
+        json!({"limits": {"timeout_ms": 250}}),
+        json!({"limits": {"fuel": 0}}),
+        json!({"limits": "fast"}),
+    ] {
+        let refused = store
+            .update_app(
+                shop.id,
+                &AppUpdate {
+                    name: None,
+                    settings: Some(bad.clone()),
+                },
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid { .. })),
+            "{bad}: {refused:?}"
+        );
+    }
+    let settings = json!({"limits": {"fuel": 1_000_000, "deadline_ms": 250}});
     let configured = store
         .update_app(
             shop.id,
@@ -1387,7 +1407,7 @@ pub async fn account_changes_and_their_audit_entries_commit_together(database: &
     assert_eq!(newest[1].after.as_ref().unwrap()["active"], json!(false));
 }
 
+pub use crate::health_suite::*;
 pub use crate::invocations_suite::*;
 pub use crate::runtime_suite::*;
 pub use crate::triggers_suite::*;
-pub use crate::health_suite::*;
