@@ -90,8 +90,8 @@ pub struct RecordConfig {
     /// ([`RecordBuffer::dropped`](crate::RecordBuffer::dropped)), so a slow
     /// database never slows requests down. Default 10,000.
     pub capacity: usize,
-    /// Records written per batch; a full batch is written at once.
-    /// Default 256.
+    /// Records written per batch; a full batch is written at once. Larger
+    /// batches mean fewer transactions (and fsyncs) under load. Default 1,000.
     pub batch_size: usize,
     /// Longest a record waits before its batch is written, in milliseconds.
     /// Default 1,000 ms.
@@ -106,7 +106,7 @@ impl Default for RecordConfig {
     fn default() -> Self {
         RecordConfig {
             capacity: 10_000,
-            batch_size: 256,
+            batch_size: 1_000,
             flush_interval_ms: 1_000,
             max_output_bytes: 8 * KIB as usize,
         }
