@@ -269,6 +269,9 @@ struct Tail {
     feed: Option<broadcast::Receiver<StoredInvocation>>,
     /// Becomes `true` when the server shuts down.
     closing: watch::Receiver<bool>,
+    /// The last read from the store filled a whole page: more stored
+    /// records wait there, and the feed must not be read before them.
+    behind: bool,
 }
 
 impl Tail {
@@ -296,6 +299,7 @@ impl Tail {
             .await
         {
             Ok(records) => {
+                self.behind = records.len() >= MAX_INVOCATION_PAGE as usize;
                 self.backlog.extend(records);
                 true
             }
@@ -318,6 +322,12 @@ impl Tail {
             }
             if *self.closing.borrow() {
                 return None;
+            }
+            if self.behind {
+                if !self.catch_up().await {
+                    return None;
+                }
+                continue;
             }
             let received = match &mut self.feed {
                 Some(feed) => tokio::select! {
@@ -392,6 +402,7 @@ pub(crate) async fn stream_invocations(
         backlog: VecDeque::new(),
         feed,
         closing: state.tails_closing(),
+        behind: false,
     };
     match after {
         Some(after) => {
