@@ -94,6 +94,25 @@ impl IngressState {
         self.inner.services.as_ref()
     }
 
+    /// What an invocation of `script` started by a trigger gets: the host
+    /// services bound to its app, at call depth 0.
+    pub(crate) fn context_for(
+        &self,
+        script: &Arc<ActiveScript>,
+        request_id: &str,
+    ) -> InvocationContext {
+        InvocationContext {
+            services: self.services().map(|provider| {
+                provider.services_for(ScriptIdentity {
+                    script: script.clone(),
+                    request_id: request_id.to_owned(),
+                    depth: 0,
+                })
+            }),
+            deadline: None,
+        }
+    }
+
     /// The routing table.
     pub fn routes(&self) -> &Arc<RouteTable> {
         &self.inner.routes
@@ -242,18 +261,7 @@ async fn handle_request(
         return crate::triggers::accept_async(&**queue, &script, executor_request).await;
     }
 
-    let context = InvocationContext {
-        services: state.services().map(|provider| {
-            provider.services_for(ScriptIdentity {
-                app_id: script.app_id,
-                app_slug: script.app_slug.clone(),
-                script_name: script.script_name.clone(),
-                request_id: request_id.to_owned(),
-                depth: 0,
-            })
-        }),
-        deadline: None,
-    };
+    let context = state.context_for(&script, request_id);
     let invocation = tokio::time::timeout_at(
         deadline,
         state

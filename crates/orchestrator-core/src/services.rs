@@ -7,15 +7,13 @@ use std::sync::Arc;
 
 use picloud_executor_core::HostServices;
 
-/// The app and script an invocation runs, as the services need them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use crate::routes::ActiveScript;
+
+/// The script an invocation runs, as the services need it.
+#[derive(Debug, Clone)]
 pub struct ScriptIdentity {
-    /// The control plane's id of the app.
-    pub app_id: i64,
-    /// The app's slug.
-    pub app_slug: String,
-    /// The script's name.
-    pub script_name: String,
+    /// The routing table's entry: app id and slug, script name and version.
+    pub script: Arc<ActiveScript>,
     /// The request id of the invocation (of the outermost one, for a nested
     /// call), for the services' own logs.
     pub request_id: String,

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use picloud_executor_core::{Invocation, InvocationContext, InvocationStats, Request, Response};
+use picloud_executor_core::{Invocation, InvocationStats, Request, Response};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -40,7 +40,6 @@ use crate::error::IngressError;
 use crate::ingress::IngressState;
 use crate::records::{InvocationRecord, Trigger};
 use crate::routes::ActiveScript;
-use crate::services::ScriptIdentity;
 
 /// A boxed future, so that the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -632,25 +631,14 @@ struct Outcome {
 /// within the request timeout) and records it with `trigger`.
 async fn invoke(
     ingress: &IngressState,
-    script: &ActiveScript,
+    script: &Arc<ActiveScript>,
     request: Request,
     trigger: Trigger,
 ) -> Outcome {
     let started = std::time::Instant::now();
     let started_at_unix_ms = SystemClock.now_ms().max(0) as u64;
     let request_id = request.request_id.clone();
-    let context = InvocationContext {
-        services: ingress.services().map(|provider| {
-            provider.services_for(ScriptIdentity {
-                app_id: script.app_id,
-                app_slug: script.app_slug.clone(),
-                script_name: script.script_name.clone(),
-                request_id: request_id.clone(),
-                depth: 0,
-            })
-        }),
-        deadline: None,
-    };
+    let context = ingress.context_for(script, &request_id);
     let timeout = ingress.config().request_timeout();
     let invocation = tokio::time::timeout(
         timeout,

@@ -138,7 +138,7 @@ fn json_text(value: &Value) -> String {
 
 impl AppServices {
     fn app(&self) -> AppId {
-        AppId(self.script.app_id)
+        AppId(self.script.script.app_id)
     }
 
     async fn run(&self, call: HostCall, deadline: Instant) -> HostReply {
@@ -266,7 +266,7 @@ impl AppServices {
             );
         }
         let routes = shared.routes.load();
-        let Some(target) = routes.script(&self.script.app_slug, &name).cloned() else {
+        let Some(target) = routes.script(&self.script.script.app_slug, &name).cloned() else {
             return HostReply::error(
                 "not_found",
                 format!("this app has no active script named `{name}`"),
@@ -275,21 +275,22 @@ impl AppServices {
         drop(routes);
         let request = Request {
             method: "POST".into(),
-            path: format!("/{}/{}", self.script.app_slug, name),
+            path: format!("/{}/{}", self.script.script.app_slug, name),
             subpath: String::new(),
             query: Vec::new(),
             headers: vec![
                 ("content-type".into(), "application/json".into()),
                 ("x-picloud-trigger".into(), "invoke".into()),
-                ("x-picloud-caller".into(), self.script.script_name.clone()),
+                (
+                    "x-picloud-caller".into(),
+                    self.script.script.script_name.clone(),
+                ),
             ],
             body: payload.into_bytes(),
             request_id: self.script.request_id.clone(),
         };
         let services = self.runtime.services_for(ScriptIdentity {
-            app_id: self.script.app_id,
-            app_slug: self.script.app_slug.clone(),
-            script_name: name.clone(),
+            script: target.clone(),
             request_id: self.script.request_id.clone(),
             depth,
         });
@@ -304,7 +305,7 @@ impl AppServices {
                 .invoke_with(&target.version, request, context),
         )
         .await;
-        self.record(&target, &name, started_at_unix_ms, &invocation);
+        self.record(&target, started_at_unix_ms, &invocation);
         match invocation.result {
             Err(error) => HostReply::error("call_failed", format!("`{name}` failed: {error}")),
             Ok(response) if response.status >= 400 => HostReply::error(
@@ -339,29 +340,25 @@ impl AppServices {
     fn record(
         &self,
         target: &picloud_orchestrator_core::ActiveScript,
-        name: &str,
         started_at_unix_ms: u64,
         invocation: &picloud_executor_core::Invocation,
     ) {
         let records = &self.runtime.inner.records;
         let (output, output_truncated) =
             bounded_output(&invocation.output, records.config().max_output_bytes);
-        let error = invocation
-            .result
-            .as_ref()
-            .err()
-            .map(|error| IngressError::Invoke(error.clone()));
-        let status = match (&invocation.result, &error) {
-            (Ok(response), _) => response.status,
-            (Err(_), Some(error)) => error.status().as_u16(),
-            (Err(_), None) => 500,
+        let (status, error) = match &invocation.result {
+            Ok(response) => (response.status, None),
+            Err(error) => {
+                let error = IngressError::Invoke(error.clone());
+                (error.status().as_u16(), Some(error))
+            }
         };
         let stats = &invocation.stats;
         let record = InvocationRecord {
             request_id: self.script.request_id.clone(),
-            app_id: self.script.app_id,
-            app_slug: self.script.app_slug.clone(),
-            script_name: name.to_owned(),
+            app_id: target.app_id,
+            app_slug: target.app_slug.clone(),
+            script_name: target.script_name.clone(),
             script_id: target.script_id,
             version_id: target.version.version_id,
             trigger: Trigger::Invoke,
