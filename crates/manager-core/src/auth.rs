@@ -57,6 +57,17 @@ pub fn verify_login_password(password: &str, stored_password_hash: Option<&str>)
     }
 }
 
+/// Compares two secrets (tokens, CSRF values) without stopping at the first
+/// difference, so the time taken does not tell how much of a guess was right.
+pub fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+}
+
 /// A new random bearer token: `{prefix}_` followed by 32 random bytes in
 /// URL-safe base64 without padding (43 characters), for example
 /// `generate_token("pc")` gives `pc_3q2-Vb...`.

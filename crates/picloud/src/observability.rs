@@ -131,8 +131,12 @@ async fn render_metrics(State(endpoint): State<MetricsEndpoint>, headers: Header
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.strip_prefix("Bearer "));
-            if !sent.is_some_and(|sent| constant_time_eq(sent.trim().as_bytes(), token.as_bytes()))
-            {
+            if !sent.is_some_and(|sent| {
+                picloud_manager_core::auth::constant_time_eq(
+                    sent.trim().as_bytes(),
+                    token.as_bytes(),
+                )
+            }) {
                 let mut response = error(
                     StatusCode::UNAUTHORIZED,
                     "unauthenticated",
@@ -154,18 +158,6 @@ async fn render_metrics(State(endpoint): State<MetricsEndpoint>, headers: Header
         text,
     )
         .into_response()
-}
-
-/// Compares without stopping at the first difference, so the time taken
-/// does not tell how much of a guessed token was right.
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -338,9 +330,13 @@ mod tests {
 
     #[test]
     fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(picloud_manager_core::auth::constant_time_eq(b"abc", b"abc"));
+        assert!(!picloud_manager_core::auth::constant_time_eq(
+            b"abc", b"abd"
+        ));
+        assert!(!picloud_manager_core::auth::constant_time_eq(
+            b"abc", b"abcd"
+        ));
     }
 
     #[test]

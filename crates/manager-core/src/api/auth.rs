@@ -102,7 +102,8 @@ impl FromRequestParts<ApiState> for Caller {
                 .get(CSRF_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or_default();
-            if !constant_time_equal(sent.as_bytes(), found.session.csrf_token.as_bytes()) {
+            if !crate::auth::constant_time_eq(sent.as_bytes(), found.session.csrf_token.as_bytes())
+            {
                 return Err(ApiError::CsrfFailed);
             }
         }
@@ -127,15 +128,6 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value.trim())
         .filter(|value| !value.is_empty())
-}
-
-fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-            == 0
 }
 
 /// `POST /auth/login`.
@@ -345,8 +337,8 @@ mod tests {
             HeaderValue::from_static("theme=dark; picloud_session=pcs_abc ; x=y"),
         );
         assert_eq!(session_cookie(&headers), Some("pcs_abc"));
-        assert!(constant_time_equal(b"abc", b"abc"));
-        assert!(!constant_time_equal(b"abc", b"abd"));
-        assert!(!constant_time_equal(b"abc", b"ab"));
+        assert!(crate::auth::constant_time_eq(b"abc", b"abc"));
+        assert!(!crate::auth::constant_time_eq(b"abc", b"abd"));
+        assert!(!crate::auth::constant_time_eq(b"abc", b"ab"));
     }
 }
