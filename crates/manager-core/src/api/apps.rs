@@ -10,10 +10,10 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::hooks::CheckError;
 use super::policy::{self, Action};
-use super::{ApiState, JsonBody, RawBody};
+use super::{ApiState, JsonBody, RawBody, audit};
 use crate::{
-    ActiveScript, App, AppRole, AppUpdate, Domain, NewAuditEntry, ScriptSummary, ScriptVersion,
-    Timestamp, UserId, VersionSummary, validate,
+    ActiveScript, App, AppRole, AppUpdate, Domain, ScriptSummary, ScriptVersion, Timestamp, UserId,
+    VersionSummary, validate,
 };
 
 /// An app as the API returns it: with the caller's effective role.
@@ -52,28 +52,6 @@ pub(super) async fn authorize(
         });
     }
     Ok((app, role))
-}
-
-/// Appends an audit entry; a failure is logged, never returned, because the
-/// change it describes has already been made.
-async fn audit(
-    state: &ApiState,
-    actor: UserId,
-    action: &str,
-    target: String,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
-) {
-    let entry = NewAuditEntry {
-        actor_id: Some(actor),
-        action: action.to_owned(),
-        target,
-        before,
-        after,
-    };
-    if let Err(error) = state.store().append_audit(&entry).await {
-        tracing::error!(%error, action, "cannot write an audit entry");
-    }
 }
 
 pub(crate) async fn list_apps(

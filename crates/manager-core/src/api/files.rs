@@ -15,10 +15,10 @@ use serde_json::json;
 
 use super::ApiState;
 use super::apps::authorize;
+use super::audit;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::policy::Action;
-use crate::NewAuditEntry;
 use crate::files::{AppFiles, FileError, FileMeta, FileQuota, FileUsage};
 
 /// An error of the files routes: the API's own, or a file store error with
@@ -162,16 +162,15 @@ pub(crate) async fn put_file(
     })?;
     let existed = files.get(app.id, &path).await?.is_some();
     let meta = files.put(app.id, &path, bytes.to_vec(), quota).await?;
-    let entry = NewAuditEntry {
-        actor_id: Some(caller.user.id),
-        action: "file.put".to_owned(),
-        target: format!("app:{}/file:{}", app.slug, meta.path),
-        before: None,
-        after: Some(json!({ "size": meta.size, "etag": meta.etag })),
-    };
-    if let Err(error) = state.store().append_audit(&entry).await {
-        tracing::error!(%error, "cannot write an audit entry");
-    }
+    audit(
+        &state,
+        caller.user.id,
+        "file.put",
+        format!("app:{}/file:{}", app.slug, meta.path),
+        None,
+        Some(json!({ "size": meta.size, "etag": meta.etag })),
+    )
+    .await;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -190,16 +189,15 @@ pub(crate) async fn delete_file(
     if !files.delete(app.id, &path).await? {
         return Err(ApiError::not_found(format!("file `{path}`")).into());
     }
-    let entry = NewAuditEntry {
-        actor_id: Some(caller.user.id),
-        action: "file.delete".to_owned(),
-        target: format!("app:{}/file:{path}", app.slug),
-        before: None,
-        after: None,
-    };
-    if let Err(error) = state.store().append_audit(&entry).await {
-        tracing::error!(%error, "cannot write an audit entry");
-    }
+    audit(
+        &state,
+        caller.user.id,
+        "file.delete",
+        format!("app:{}/file:{path}", app.slug),
+        None,
+        None,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -368,6 +368,28 @@ pub fn api_router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Appends an audit entry; a failure is logged, never returned, because the
+/// change it describes has already been made.
+pub(crate) async fn audit(
+    state: &ApiState,
+    actor: crate::UserId,
+    action: &str,
+    target: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let entry = crate::NewAuditEntry {
+        actor_id: Some(actor),
+        action: action.to_owned(),
+        target,
+        before,
+        after,
+    };
+    if let Err(error) = state.store().append_audit(&entry).await {
+        tracing::error!(%error, action, "cannot write an audit entry");
+    }
+}
+
 /// A request body read whole, with the body limit answered as
 /// `413 payload_too_large` in the API's format.
 pub(crate) struct RawBody(pub Bytes);

@@ -15,7 +15,7 @@ use super::apps::authorize;
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::policy::Action;
-use super::{ApiState, JsonBody};
+use super::{ApiState, JsonBody, audit};
 use crate::{AppVar, KvEntry, KvUsage, SecretInfo, Timestamp};
 
 /// The page size of `GET /apps/{app}/kv` when `limit` is not given.
@@ -254,6 +254,15 @@ pub(crate) async fn delete_kv(
 ) -> ApiResult<StatusCode> {
     let (app, _) = authorize(&state, &caller, &slug, Action::ManageConfig).await?;
     if state.store().kv_delete(app.id, &key).await? {
+        audit(
+            &state,
+            caller.user.id,
+            "kv.delete",
+            format!("app:{}/kv:{key}", app.slug),
+            None,
+            None,
+        )
+        .await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("key `{}`", key.escape_debug())))

@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::policy::Action;
-use super::{ApiState, JsonBody};
+use super::{ApiState, JsonBody, audit};
 use crate::{
-    AppId, AsyncInvocation, AsyncStatus, NewAuditEntry, NewSchedule, Schedule, ScheduleId,
-    ScheduleUpdate, ScriptId, StoreError, Timestamp, UserId,
+    AppId, AsyncInvocation, AsyncStatus, NewSchedule, Schedule, ScheduleId, ScheduleUpdate,
+    ScriptId, StoreError, Timestamp,
 };
 
 /// Told of every schedule created, changed or deleted through the API, right
@@ -30,28 +30,6 @@ pub trait ScheduleObserver: Send + Sync + 'static {
 fn notify_scheduler(state: &ApiState) {
     if let Some(observer) = state.schedule_observer() {
         observer.schedules_changed();
-    }
-}
-
-/// Appends an audit entry; a failure is logged, never returned, because the
-/// change it describes has already been made.
-async fn audit(
-    state: &ApiState,
-    actor: UserId,
-    action: &str,
-    target: String,
-    before: Option<Value>,
-    after: Option<Value>,
-) {
-    let entry = NewAuditEntry {
-        actor_id: Some(actor),
-        action: action.to_owned(),
-        target,
-        before,
-        after,
-    };
-    if let Err(error) = state.store().append_audit(&entry).await {
-        tracing::error!(%error, action, "cannot write an audit entry");
     }
 }
 

@@ -94,6 +94,20 @@ async fn a_counter_survives_a_restart(backend: Backend) {
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["items"][0]["key"], "visits");
     assert_eq!(page["items"][0]["value"], 4);
+
+    // An editor's delete through the API is audited; the counter restarts.
+    let (status, body) = owner
+        .send(Method::DELETE, "/api/v1/apps/shop/kv/visits", None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, audit) = owner.send(Method::GET, "/api/v1/admin/audit", None).await;
+    assert_eq!(status, 200, "{audit}");
+    assert!(audit.to_string().contains("app:shop/kv:visits"), "{audit}");
+    let (_, _, body) = server
+        .anonymous()
+        .call("POST", "/shop/counter", &[], None)
+        .await;
+    assert_eq!(body, r#"{"count":1}"#);
 }
 per_backend!(a_counter_survives_a_restart);
 
