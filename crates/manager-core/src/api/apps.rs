@@ -155,10 +155,8 @@ pub(crate) async fn update_app(
         let app = state.store().update_app(before.id, &update).await?;
         if app.settings != before.settings {
             // New limits apply to the next request of every script.
-            for script in state.store().active_scripts().await? {
-                if script.app_id == app.id {
-                    state.routes().script_activated(&script);
-                }
+            for script in state.store().active_scripts_of_app(app.id).await? {
+                state.routes().script_activated(&script);
             }
         }
         app

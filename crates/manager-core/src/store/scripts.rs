@@ -14,6 +14,15 @@ use crate::validate;
 const SCRIPT_COLUMNS: &str = "id, app_id, name, active_version_id, created_at";
 const VERSION_COLUMNS: &str = "id, script_id, number, source, hash, author_id, created_at";
 
+/// Every script with its active version and its app's settings; callers add
+/// a condition and the order.
+const ACTIVE_SCRIPTS: &str = "SELECT a.id AS app_id, a.slug AS app_slug, s.id AS script_id, \
+        s.name AS script_name, v.id AS version_id, v.number, v.hash, v.source, \
+        a.settings AS app_settings \
+     FROM scripts s \
+     JOIN apps a ON a.id = s.app_id \
+     JOIN script_versions v ON v.id = s.active_version_id";
+
 impl Store {
     /// Stores `source` as the next version of script `script_name` of app
     /// `app_id` and makes it the active one, creating the script on its first
@@ -232,15 +241,21 @@ impl Store {
     /// what the orchestrator loads into its in-memory routing cache.
     pub async fn active_scripts(&self) -> StoreResult<Vec<ActiveScript>> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as::<_, ActiveScript>(
-                "SELECT a.id AS app_id, a.slug AS app_slug, s.id AS script_id, \
-                        s.name AS script_name, v.id AS version_id, v.number, v.hash, v.source, \
-                        a.settings AS app_settings \
-                 FROM scripts s \
-                 JOIN apps a ON a.id = s.app_id \
-                 JOIN script_versions v ON v.id = s.active_version_id \
-                 ORDER BY a.slug, s.name",
-            )
+            sqlx::query_as::<_, ActiveScript>(&format!("{ACTIVE_SCRIPTS} ORDER BY a.slug, s.name"))
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// The scripts of one app that have an active version, as
+    /// [`active_scripts`](Self::active_scripts) gives them: what is
+    /// republished when the app's settings (its limits) change.
+    pub async fn active_scripts_of_app(&self, app_id: AppId) -> StoreResult<Vec<ActiveScript>> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as::<_, ActiveScript>(&format!(
+                "{ACTIVE_SCRIPTS} WHERE a.id = $1 ORDER BY s.name"
+            ))
+            .bind(app_id)
             .fetch_all(pool)
             .await?
         }))

@@ -1219,6 +1219,22 @@ pub async fn active_scripts_lists_every_active_version(database: &TestDatabase) 
             ),
         ]
     );
+
+    // One app's scripts only, in name order.
+    let of_shop: Vec<_> = store
+        .active_scripts_of_app(shop.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|script| (script.script_name, script.version_id))
+        .collect();
+    assert_eq!(
+        of_shop,
+        [
+            ("cart".to_owned(), cart_2.id),
+            ("hello".to_owned(), hello_1.id)
+        ]
+    );
 }
 
 /// Ids that no row has, for "not found" cases.
