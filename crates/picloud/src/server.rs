@@ -145,6 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 files: app_files,
                 store: store.clone(),
                 routes: routes.clone(),
+                ingress: ingress_router(ingress.clone()),
             },
         ))
         .merge(ingress_router(ingress));

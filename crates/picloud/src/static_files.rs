@@ -9,21 +9,24 @@
 //! that does not exist is `404 not_found`; neither ever reads outside the app.
 //!
 //! Script names start with a letter or digit, so `_static` can never shadow
-//! (or be shadowed by) a script.
+//! (or be shadowed by) a script. On an app's domain, though, the first
+//! segment names a script, so `/{script}/_static/...` there is that script's
+//! sub-path and goes to the script ingress.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use picloud_manager_core::files::{AppFiles, FileError, StoredFile, validate_path};
 use picloud_manager_core::{AppId, Store, StoreError};
 use picloud_orchestrator_core::RouteTable;
 use serde_json::json;
+use tower::ServiceExt;
 
 /// What the static file routes need.
 #[derive(Clone)]
@@ -34,13 +37,15 @@ pub struct StaticFiles {
     pub store: Store,
     /// The routing table: slugs of apps with scripts, and domains.
     pub routes: Arc<RouteTable>,
+    /// The script ingress, for `/{script}/_static/...` on an app's domain.
+    pub ingress: Router,
 }
 
 /// The routes, ready to merge before the script ingress (whose
 /// `/{first}/{*rest}` pattern they take precedence over).
 pub fn router(state: StaticFiles) -> Router {
     Router::new()
-        .route("/{first}/_static/{*path}", get(serve_by_slug))
+        .route("/{first}/_static/{*path}", any(serve_by_slug))
         .route("/_static/{*path}", get(serve_by_domain))
         .with_state(state)
 }
@@ -48,9 +53,25 @@ pub fn router(state: StaticFiles) -> Router {
 async fn serve_by_slug(
     State(state): State<StaticFiles>,
     Path((slug, path)): Path<(String, String)>,
-    method: Method,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
+    let on_a_domain = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|host| state.routes.load().app_for_host(host).is_some());
+    if on_a_domain {
+        let answered = state.ingress.clone().oneshot(request).await;
+        return answered.unwrap_or_else(|never| match never {});
+    }
+    let (method, headers) = (request.method().clone(), request.headers().clone());
+    if method != Method::GET && method != Method::HEAD {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "static files answer GET and HEAD only".into(),
+        );
+    }
     match app_id(&state, &slug).await {
         Ok(Some(app_id)) => serve(&state, app_id, &path, &method, &headers).await,
         Ok(None) => error(
@@ -71,7 +92,6 @@ async fn serve_by_domain(
     let host = headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
-        .map(|host| host.rsplit_once(':').map_or(host, |(name, _port)| name))
         .unwrap_or_default();
     let slug = state.routes.load().app_for_host(host).map(str::to_owned);
     let Some(slug) = slug else {

@@ -276,6 +276,33 @@ async fn static_files(backend: Backend) {
     assert_eq!(status, 201, "{body}");
     let (status, _, body) = anonymous.call("GET", "/site/hello", &[], None).await;
     assert_eq!((status, body.as_str()), (200, "hi"));
+    // On the app's domain `/hello/_static/...` is the script's sub-path, for
+    // every method, and `:port` in the Host header changes nothing.
+    let (status, body) = owner
+        .deploy("site", "echo", "`${request.method} ${request.subpath}`")
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for method in ["GET", "POST"] {
+        let (status, _, body) = anonymous
+            .call(
+                method,
+                "/echo/_static/x",
+                &[("host", "static.example:8080")],
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("{method} /_static/x").as_str())
+        );
+    }
+    let (status, body) = raw_get(&server, "/_static/css/site.css", "static.example:8080").await;
+    assert_eq!((status, body.as_str()), (200, CSS));
+    // Elsewhere the static route answers GET and HEAD only.
+    let (status, _, body) = anonymous
+        .call("POST", "/site/_static/css/site.css", &[], None)
+        .await;
+    assert_eq!(status, 405, "{body}");
     let (status, _, body) = anonymous
         .call("GET", "/site/_static/css/site.css", &[], None)
         .await;
