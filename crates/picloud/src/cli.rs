@@ -751,3 +751,18 @@ async fn invoke(arguments: InvokeArguments) -> CliResult {
     }
     Ok(())
 }
+
+/// `text` percent-encoded for one path segment or query value: everything
+/// but RFC 3986's unreserved characters.
+pub(crate) fn url_segment(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                encoded.push(byte as char);
+            }
+            _ => encoded.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    encoded
+}

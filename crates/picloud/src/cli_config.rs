@@ -72,27 +72,17 @@ pub enum SecretsCommand {
     },
 }
 
-/// Percent-encodes one path segment.
-fn segment(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(byte as char);
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    encoded
-}
-
 /// Runs a `picloud vars` command.
 pub async fn run_vars(command: VarsCommand) -> CliResult {
     let client = Client::logged_in()?;
     match command {
         VarsCommand::List { app, json } => {
             let answer = client
-                .api(Method::GET, &format!("/apps/{}/vars", segment(&app)), None)
+                .api(
+                    Method::GET,
+                    &format!("/apps/{}/vars", crate::cli::url_segment(&app)),
+                    None,
+                )
                 .await?;
             if json {
                 print_json(&answer);
@@ -126,7 +116,11 @@ pub async fn run_vars(command: VarsCommand) -> CliResult {
             let answer = client
                 .api(
                     Method::PUT,
-                    &format!("/apps/{}/vars/{}", segment(&app), segment(&name)),
+                    &format!(
+                        "/apps/{}/vars/{}",
+                        crate::cli::url_segment(&app),
+                        crate::cli::url_segment(&name)
+                    ),
                     Some(json!({ "value": value })),
                 )
                 .await?;
@@ -140,7 +134,11 @@ pub async fn run_vars(command: VarsCommand) -> CliResult {
             client
                 .api(
                     Method::DELETE,
-                    &format!("/apps/{}/vars/{}", segment(&app), segment(&name)),
+                    &format!(
+                        "/apps/{}/vars/{}",
+                        crate::cli::url_segment(&app),
+                        crate::cli::url_segment(&name)
+                    ),
                     None,
                 )
                 .await?;
@@ -158,7 +156,7 @@ pub async fn run_secrets(command: SecretsCommand) -> CliResult {
             let answer = client
                 .api(
                     Method::GET,
-                    &format!("/apps/{}/secrets", segment(&app)),
+                    &format!("/apps/{}/secrets", crate::cli::url_segment(&app)),
                     None,
                 )
                 .await?;
@@ -179,7 +177,11 @@ pub async fn run_secrets(command: SecretsCommand) -> CliResult {
             client
                 .api(
                     Method::PUT,
-                    &format!("/apps/{}/secrets/{}", segment(&app), segment(&name)),
+                    &format!(
+                        "/apps/{}/secrets/{}",
+                        crate::cli::url_segment(&app),
+                        crate::cli::url_segment(&name)
+                    ),
                     Some(json!({ "value": value })),
                 )
                 .await?;
@@ -189,7 +191,11 @@ pub async fn run_secrets(command: SecretsCommand) -> CliResult {
             client
                 .api(
                     Method::DELETE,
-                    &format!("/apps/{}/secrets/{}", segment(&app), segment(&name)),
+                    &format!(
+                        "/apps/{}/secrets/{}",
+                        crate::cli::url_segment(&app),
+                        crate::cli::url_segment(&name)
+                    ),
                     None,
                 )
                 .await?;

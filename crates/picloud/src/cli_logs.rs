@@ -29,20 +29,6 @@ pub struct LogsArguments {
     json: bool,
 }
 
-/// Percent-encodes a query value.
-fn encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(byte as char);
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    encoded
-}
-
 /// One invocation as a line: time, status, duration, script, request id,
 /// resources, then its output and error indented below.
 fn format_invocation(item: &Value) -> String {
@@ -96,13 +82,13 @@ pub(super) async fn run(arguments: LogsArguments) -> CliResult {
         return Err(Failure::usage("--limit must be from 1 to 200"));
     }
     let client = Client::logged_in()?;
-    let app = encode(&arguments.app);
+    let app = crate::cli::url_segment(&arguments.app);
     let mut query = format!("limit={}", arguments.limit);
     if let Some(script) = &arguments.script {
-        query.push_str(&format!("&script={}", encode(script)));
+        query.push_str(&format!("&script={}", crate::cli::url_segment(script)));
     }
     if let Some(status) = &arguments.status {
-        query.push_str(&format!("&status={}", encode(status)));
+        query.push_str(&format!("&status={}", crate::cli::url_segment(status)));
     }
     let page = client
         .api(
@@ -135,7 +121,7 @@ async fn follow(
     loop {
         let mut query = Vec::new();
         if let Some(script) = &arguments.script {
-            query.push(format!("script={}", encode(script)));
+            query.push(format!("script={}", crate::cli::url_segment(script)));
         }
         if let Some(last_id) = last_id {
             query.push(format!("after={last_id}"));
@@ -226,6 +212,6 @@ mod tests {
         assert!(matches_status(&item, Some("error")));
         assert!(!matches_status(&item, Some("ok")));
         assert!(matches_status(&item, Some("500")));
-        assert_eq!(encode("a b/ü"), "a%20b%2F%C3%BC");
+        assert_eq!(crate::cli::url_segment("a b/ü"), "a%20b%2F%C3%BC");
     }
 }

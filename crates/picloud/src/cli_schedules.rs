@@ -48,20 +48,6 @@ pub enum SchedulesCommand {
     },
 }
 
-/// Percent-encodes one path segment.
-fn segment(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                encoded.push(byte as char);
-            }
-            _ => encoded.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    encoded
-}
-
 /// One schedule as a line: id, script, expression, zone, next run, state.
 fn format_schedule(schedule: &Value) -> String {
     let text = |key: &str| schedule[key].as_str().unwrap_or("-").to_owned();
@@ -88,7 +74,7 @@ pub async fn run(command: SchedulesCommand) -> CliResult {
             let answer = client
                 .api(
                     Method::GET,
-                    &format!("/apps/{}/schedules", segment(&app)),
+                    &format!("/apps/{}/schedules", crate::cli::url_segment(&app)),
                     None,
                 )
                 .await?;
@@ -126,7 +112,7 @@ pub async fn run(command: SchedulesCommand) -> CliResult {
             let answer = client
                 .api(
                     Method::POST,
-                    &format!("/apps/{}/schedules", segment(&app)),
+                    &format!("/apps/{}/schedules", crate::cli::url_segment(&app)),
                     Some(body),
                 )
                 .await?;
@@ -140,7 +126,7 @@ pub async fn run(command: SchedulesCommand) -> CliResult {
             client
                 .api(
                     Method::DELETE,
-                    &format!("/apps/{}/schedules/{id}", segment(&app)),
+                    &format!("/apps/{}/schedules/{id}", crate::cli::url_segment(&app)),
                     None,
                 )
                 .await?;
