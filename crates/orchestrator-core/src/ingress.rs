@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::config::IngressConfig;
 use crate::error::IngressError;
-use crate::records::{InvocationRecord, RecordBuffer, Trigger};
+use crate::records::{Ran, RecordBuffer, Trigger};
 use crate::request_id;
 use crate::routes::{ActiveScript, RouteTable, Routes, is_reserved_app_slug};
 use crate::services::{ScriptIdentity, ServiceProvider};
@@ -454,32 +454,16 @@ impl ScriptCall<'_> {
             cold_start = stats.cold_start,
             "invocation",
         );
-        let records = self.state.records();
-        let (output, output_truncated) =
-            crate::records::bounded_output(output_lines, records.config().max_output_bytes);
-        let record = InvocationRecord {
-            request_id: self.request_id.to_owned(),
-            app_id: script.app_id,
-            app_slug: script.app_slug.clone(),
-            script_name: script.script_name.clone(),
-            script_id: script.script_id,
-            version_id: script.version.version_id,
+        self.state.records().record(Ran {
+            script,
             trigger: Trigger::Http,
-            status: status.as_u16(),
-            error_code: error_code.map(str::to_owned),
+            request_id: self.request_id,
             started_at_unix_ms: self.started_at_unix_ms,
-            duration_us,
-            fuel_used: stats.fuel_used,
-            fuel_limit: stats.fuel_limit,
-            memory_bytes: stats.memory_bytes,
-            memory_limit_bytes: stats.memory_limit_bytes,
-            cold_start: stats.cold_start,
-            output,
-            output_truncated,
-            error_message: error.map(ToString::to_string),
-        };
-        crate::metrics::observe_invocation(&record);
-        records.push(record);
+            stats,
+            output: output_lines,
+            status: status.as_u16(),
+            error,
+        });
     }
 }
 

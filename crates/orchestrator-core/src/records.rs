@@ -16,12 +16,14 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use picloud_executor_core::OutputLevel;
+use picloud_executor_core::{InvocationStats, OutputLevel, OutputLine};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::RecordConfig;
+use crate::error::IngressError;
+use crate::routes::ActiveScript;
 
 /// What started an invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,7 +105,7 @@ pub struct InvocationRecord {
 
 /// The first lines of `lines` that fit in `max_bytes` (the record's output
 /// cap, [`RecordConfig::max_output_bytes`]), and whether any were left out.
-pub fn bounded_output(
+fn bounded_output(
     lines: &[picloud_executor_core::OutputLine],
     max_bytes: usize,
 ) -> (Vec<(OutputLevel, String)>, bool) {
@@ -117,6 +119,27 @@ pub fn bounded_output(
         kept.push((line.level, line.text.clone()));
     }
     (kept, false)
+}
+
+/// What [`RecordBuffer::record`] needs to know of one invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Ran<'a> {
+    /// The script that ran.
+    pub script: &'a ActiveScript,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The request id.
+    pub request_id: &'a str,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub started_at_unix_ms: u64,
+    /// What it cost.
+    pub stats: &'a InvocationStats,
+    /// The script's output, all of it (the record keeps what fits).
+    pub output: &'a [OutputLine],
+    /// The HTTP status answered, or that an HTTP caller would have got.
+    pub status: u16,
+    /// Why it failed, if it did.
+    pub error: Option<&'a IngressError>,
 }
 
 /// Where batches of records go; the binary implements it with its store.
@@ -215,6 +238,38 @@ impl RecordBuffer {
 
     /// Queues a record; never waits for the sink. When the queue is full the
     /// oldest record is dropped and counted in [`dropped`](Self::dropped).
+    /// Builds the record of an invocation that ran (or was refused on its
+    /// way to the script), counts it in the metrics and queues it: the one
+    /// way the ingress, the triggers and nested calls record invocations.
+    pub fn record(&self, ran: Ran<'_>) {
+        let (output, output_truncated) = bounded_output(ran.output, self.config().max_output_bytes);
+        let script = ran.script;
+        let stats = ran.stats;
+        let record = InvocationRecord {
+            request_id: ran.request_id.to_owned(),
+            app_id: script.app_id,
+            app_slug: script.app_slug.clone(),
+            script_name: script.script_name.clone(),
+            script_id: script.script_id,
+            version_id: script.version.version_id,
+            trigger: ran.trigger,
+            status: ran.status,
+            error_code: ran.error.map(|error| error.code().to_owned()),
+            started_at_unix_ms: ran.started_at_unix_ms,
+            duration_us: u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX),
+            fuel_used: stats.fuel_used,
+            fuel_limit: stats.fuel_limit,
+            memory_bytes: stats.memory_bytes,
+            memory_limit_bytes: stats.memory_limit_bytes,
+            cold_start: stats.cold_start,
+            output,
+            output_truncated,
+            error_message: ran.error.map(ToString::to_string),
+        };
+        crate::metrics::observe_invocation(&record);
+        self.push(record);
+    }
+
     pub fn push(&self, record: InvocationRecord) {
         let shared = &self.shared;
         let queued = {

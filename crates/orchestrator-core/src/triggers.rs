@@ -38,7 +38,7 @@ use tracing::Instrument;
 
 use crate::error::IngressError;
 use crate::ingress::IngressState;
-use crate::records::{InvocationRecord, Trigger};
+use crate::records::{Ran, Trigger};
 use crate::routes::ActiveScript;
 
 /// A boxed future, so that the traits stay object-safe.
@@ -674,32 +674,16 @@ async fn invoke(
         Ok(response) => (response.status, None),
         Err(error) => (error.status().as_u16(), Some(error)),
     };
-    let records = ingress.records();
-    let (output, output_truncated) =
-        crate::records::bounded_output(&output, records.config().max_output_bytes);
-    let record = InvocationRecord {
-        request_id,
-        app_id: script.app_id,
-        app_slug: script.app_slug.clone(),
-        script_name: script.script_name.clone(),
-        script_id: script.script_id,
-        version_id: script.version.version_id,
+    ingress.records().record(Ran {
+        script,
         trigger,
-        status,
-        error_code: error.map(|error| error.code().to_owned()),
+        request_id: &request_id,
         started_at_unix_ms,
-        duration_us: u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX),
-        fuel_used: stats.fuel_used,
-        fuel_limit: stats.fuel_limit,
-        memory_bytes: stats.memory_bytes,
-        memory_limit_bytes: stats.memory_limit_bytes,
-        cold_start: stats.cold_start,
-        output,
-        output_truncated,
-        error_message: error.map(ToString::to_string),
-    };
-    crate::metrics::observe_invocation(&record);
-    records.push(record);
+        stats: &stats,
+        output: &output,
+        status,
+        error,
+    });
     Outcome { result }
 }
 

@@ -18,8 +18,7 @@ use picloud_executor_core::{
 use picloud_manager_core::files::AppFiles;
 use picloud_manager_core::{AppId, KvQuota, SecretKey, Store, StoreError};
 use picloud_orchestrator_core::{
-    IngressError, InvocationRecord, RecordBuffer, RouteTable, ScriptIdentity, ServiceProvider,
-    Trigger, bounded_output,
+    IngressError, Ran, RecordBuffer, RouteTable, ScriptIdentity, ServiceProvider, Trigger,
 };
 use serde_json::Value;
 
@@ -343,9 +342,6 @@ impl AppServices {
         started_at_unix_ms: u64,
         invocation: &picloud_executor_core::Invocation,
     ) {
-        let records = &self.runtime.inner.records;
-        let (output, output_truncated) =
-            bounded_output(&invocation.output, records.config().max_output_bytes);
         let (status, error) = match &invocation.result {
             Ok(response) => (response.status, None),
             Err(error) => {
@@ -353,30 +349,16 @@ impl AppServices {
                 (error.status().as_u16(), Some(error))
             }
         };
-        let stats = &invocation.stats;
-        let record = InvocationRecord {
-            request_id: self.script.request_id.clone(),
-            app_id: target.app_id,
-            app_slug: target.app_slug.clone(),
-            script_name: target.script_name.clone(),
-            script_id: target.script_id,
-            version_id: target.version.version_id,
+        self.runtime.inner.records.record(Ran {
+            script: target,
             trigger: Trigger::Invoke,
-            status,
-            error_code: error.as_ref().map(|error| error.code().to_owned()),
+            request_id: &self.script.request_id,
             started_at_unix_ms,
-            duration_us: u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX),
-            fuel_used: stats.fuel_used,
-            fuel_limit: stats.fuel_limit,
-            memory_bytes: stats.memory_bytes,
-            memory_limit_bytes: stats.memory_limit_bytes,
-            cold_start: stats.cold_start,
-            output,
-            output_truncated,
-            error_message: error.as_ref().map(ToString::to_string),
-        };
-        picloud_orchestrator_core::metrics::observe_invocation(&record);
-        records.push(record);
+            stats: &invocation.stats,
+            output: &invocation.output,
+            status,
+            error: error.as_ref(),
+        });
     }
 }
 
