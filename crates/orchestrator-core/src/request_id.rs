@@ -10,7 +10,7 @@ pub const MAX_LEN: usize = 64;
 
 /// The request id for a request: its `x-request-id` header when that is a
 /// sane token (1 to [`MAX_LEN`] characters among `A-Z a-z 0-9 - _ . :`),
-/// otherwise a new random one (32 lower-case hex digits). A proxy in front
+/// otherwise a new one (32 lower-case hex digits, see [`generate`]). A proxy in front
 /// of PiCloud can so pass its own id through, and a caller cannot inject
 /// anything odd into the logs.
 pub fn from_headers(headers: &HeaderMap) -> String {
@@ -29,9 +29,13 @@ pub fn is_sane(id: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
 }
 
-/// A new random request id.
+/// A new request id: a UUIDv7 (RFC 9562) as 32 lower-case hex digits, so
+/// ids start with the time in milliseconds and sort roughly by arrival.
+/// Invocation records are indexed by request id; time-ordered ids are
+/// appended at the end of that index instead of landing on a random page,
+/// which made each recorded request cost about three times as much to write.
 pub fn generate() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 #[cfg(test)]
@@ -48,5 +52,8 @@ mod tests {
         let generated = generate();
         assert_eq!(generated.len(), 32);
         assert!(is_sane(&generated));
+        assert_eq!(&generated[12..13], "7", "a version 7 UUID");
+        let later = generate();
+        assert!(later > generated, "{later} sorts after {generated}");
     }
 }

@@ -225,9 +225,11 @@ const INSERT_COLUMNS: &str = "INSERT INTO invocations (id, app_id, script_id, sc
      \"trigger\", status, error_code, error_message, request_id, started_at, duration_us, fuel_used, \
      fuel_limit, memory_bytes, memory_limit_bytes, cold_start, output, output_truncated)";
 
-/// Rows per `INSERT`: 19 parameters each stays far below SQLite's limit of
-/// 32,766 and PostgreSQL's of 65,535.
-const INSERT_CHUNK: usize = 500;
+/// Rows per `INSERT`. A batch is written as full chunks through one prepared
+/// statement that each connection caches (parsing a multi-row `INSERT` costs
+/// about as much as running it), then one uncached statement for the rest.
+/// Small enough that the cached statement stays a few tens of kilobytes.
+const INSERT_CHUNK: usize = 32;
 
 /// A value bound to a query built at run time.
 enum Bind {
@@ -240,7 +242,7 @@ impl Store {
     /// their ids, in order. Records of an app that no longer exists (deleted
     /// while they waited in memory) are skipped, not an error.
     ///
-    /// One multi-row `INSERT` per [`INSERT_CHUNK`] records, with ids taken
+    /// Multi-row `INSERT`s of [`INSERT_CHUNK`] records, with ids taken
     /// up front (the sequence on PostgreSQL; on SQLite, after the highest
     /// id ever used, inside the write lock), so the server can keep up with
     /// tens of thousands of invocations a second on a small board.
@@ -324,9 +326,10 @@ impl Store {
                             )
                             .push_bind(invocation.output_truncated);
                     });
-                    // Not cached: each batch size is a different statement, and a
-                    // cached one holds hundreds of kilobytes per connection.
-                    insert.build().persistent(false).execute(&mut *transaction).await?;
+                    // Only the full-chunk statement is cached: every other size
+                    // would be one more statement held by each connection.
+                    let persistent = chunk.len() == INSERT_CHUNK;
+                    insert.build().persistent(persistent).execute(&mut *transaction).await?;
                 }
                 for (invocation, id) in rows.into_iter().zip(ids) {
                     stored.push(StoredInvocation {

@@ -292,7 +292,10 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> StoreResult<Sqlite
         .busy_timeout(options.sqlite_busy_timeout)
         // 1 MiB of page cache per connection instead of SQLite's 2 MiB: the
         // working set of a small instance fits, and memory stays low on a Pi.
-        .pragma("cache_size", "-1024");
+        .pragma("cache_size", "-1024")
+        // Statement journals (a multi-row INSERT inside a transaction needs
+        // one) stay in memory instead of a temporary file per statement.
+        .pragma("temp_store", "memory");
     // SQLite creates a missing file but not a missing directory (`./data`).
     if let Some(directory) = Path::new(connect_options.get_filename()).parent()
         && !directory.as_os_str().is_empty()
