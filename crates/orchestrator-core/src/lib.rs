@@ -76,7 +76,7 @@ pub mod triggers;
 pub use crate::config::{IngressConfig, RecordConfig};
 pub use crate::error::IngressError;
 pub use crate::ingress::{IngressState, ingress_router};
-pub use crate::records::{InvocationRecord, Ran, RecordBuffer, RecordSink, Trigger};
+pub use crate::records::{IDLE_AFTER, InvocationRecord, Ran, RecordBuffer, RecordSink, Trigger};
 pub use crate::routes::{
     ActiveScript, AppRoutes, RESERVED_APP_SLUGS, RouteTable, Routes, RoutesSnapshot,
     is_reserved_app_slug, normalize_host,

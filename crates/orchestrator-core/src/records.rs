@@ -8,7 +8,8 @@
 //! milliseconds. When the sink cannot keep up and the queue is full, the
 //! oldest record is dropped and counted: recent invocations matter most to a
 //! script author looking at the logs. With no records pending, the task
-//! sleeps without a timer.
+//! sleeps without a timer, except for one [`IDLE_AFTER`] after the last
+//! batch, to tell the sink that traffic has stopped ([`RecordSink::idle`]).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -167,7 +168,17 @@ pub trait RecordSink: Send + Sync + 'static {
         &self,
         batch: Vec<InvocationRecord>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Called once when no record has arrived for [`IDLE_AFTER`] since the
+    /// last batch was written: the traffic has stopped, a good moment to
+    /// give memory back. Runs on the flush task; keep it short.
+    fn idle(&self) {}
 }
+
+/// How long the flush task waits after writing the last batch before it
+/// calls [`RecordSink::idle`]. It sets this one timer only after traffic, so
+/// a server at rest still wakes for nothing.
+pub const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The bounded in-memory queue of records and the task that writes them.
 /// Cheap to clone; all clones share one queue.
@@ -328,13 +339,26 @@ impl RecordBuffer {
 /// writes when a batch is full or the oldest record has waited the flush
 /// interval.
 async fn flush_periodically(shared: Arc<Shared>) {
+    // Nothing has happened yet, so there is nothing to report as idle.
+    let mut idle_reported = true;
     loop {
         while shared.pending.lock().unwrap().is_empty() {
             if shared.closed.load(Ordering::SeqCst) {
                 return;
             }
-            shared.wake.notified().await;
+            if idle_reported {
+                shared.wake.notified().await;
+            } else {
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_AFTER) => {
+                        shared.sink.idle();
+                        idle_reported = true;
+                    }
+                    () = shared.wake.notified() => {}
+                }
+            }
         }
+        idle_reported = false;
         let deadline = tokio::time::Instant::now() + shared.config.flush_interval();
         loop {
             if shared.closed.load(Ordering::SeqCst) {

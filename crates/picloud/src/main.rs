@@ -9,6 +9,7 @@
 mod cli;
 mod config;
 mod dashboard;
+mod memory;
 mod observability;
 mod records;
 mod runtime;
@@ -108,6 +109,9 @@ struct ServeArguments {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
+    if matches!(arguments.command, Command::Serve(_)) {
+        memory::tune_allocator();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -112,6 +112,12 @@ impl RecordSink for StoreRecordSink {
             }
         })
     }
+
+    /// Traffic has stopped: give the heap's free pages back (off the async
+    /// workers, as trimming a large heap takes a few milliseconds).
+    fn idle(&self) {
+        tokio::task::spawn_blocking(crate::memory::release_free_memory);
+    }
 }
 
 /// Enforces retention once at start and then every

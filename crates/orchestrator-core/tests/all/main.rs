@@ -105,6 +105,7 @@ pub fn active_script_with_limits(
 pub struct MemorySink {
     pub records: Mutex<Vec<InvocationRecord>>,
     pub batches: AtomicU64,
+    pub idles: AtomicU64,
 }
 
 impl RecordSink for MemorySink {
@@ -116,6 +117,10 @@ impl RecordSink for MemorySink {
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.records.lock().unwrap().extend(batch);
         })
+    }
+
+    fn idle(&self) {
+        self.idles.fetch_add(1, Ordering::Relaxed);
     }
 }
 

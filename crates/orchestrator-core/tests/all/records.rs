@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use picloud_executor_core::OutputLevel;
 use picloud_orchestrator_core::{
-    IngressConfig, InvocationRecord, RecordBuffer, RecordConfig, Trigger,
+    IDLE_AFTER, IngressConfig, InvocationRecord, RecordBuffer, RecordConfig, Trigger,
 };
 
 use crate::{MemorySink, TestServer, executor};
@@ -238,4 +238,37 @@ async fn shutdown_writes_what_is_left() {
     buffer.push(record("last"));
     buffer.shutdown().await;
     assert_eq!(ids(&sink), ["last"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sink_hears_once_when_traffic_stops_and_never_at_rest() {
+    let sink = Arc::new(MemorySink::default());
+    let config = RecordConfig {
+        flush_interval_ms: 100,
+        ..RecordConfig::default()
+    };
+    let buffer = RecordBuffer::start(config, sink.clone());
+    let idles = || sink.idles.load(Ordering::Relaxed);
+    tokio::time::sleep(IDLE_AFTER * 6).await;
+    assert_eq!(idles(), 0, "a buffer that never saw a record is not told");
+
+    buffer.push(record("a"));
+    tokio::time::sleep(IDLE_AFTER / 2).await;
+    assert_eq!((ids(&sink).len(), idles()), (1, 0), "written, not idle yet");
+    buffer.push(record("b"));
+    tokio::time::sleep(IDLE_AFTER / 2 + Duration::from_millis(200)).await;
+    assert_eq!(idles(), 0, "the wait starts again after each batch");
+    tokio::time::sleep(IDLE_AFTER).await;
+    assert_eq!(idles(), 1, "told once the traffic stopped");
+    tokio::time::sleep(IDLE_AFTER * 6).await;
+    assert_eq!(idles(), 1, "and only once");
+
+    buffer.push(record("c"));
+    tokio::time::sleep(IDLE_AFTER * 2).await;
+    assert_eq!(
+        (ids(&sink).len(), idles()),
+        (3, 2),
+        "again after new traffic"
+    );
+    buffer.shutdown().await;
 }
