@@ -300,7 +300,7 @@ impl RecordBuffer {
     /// Writes every queued record now, in batches, and returns once the sink
     /// has taken them (including a batch the flush task was writing).
     pub async fn flush(&self) {
-        write_pending(&self.shared).await;
+        write_pending(&self.shared, Until::Empty).await;
     }
 
     /// Stops the flush task and writes every queued record. Records pushed
@@ -373,22 +373,41 @@ async fn flush_periodically(shared: Arc<Shared>) {
                 () = shared.wake.notified() => {}
             }
         }
-        write_pending(&shared).await;
+        write_pending(&shared, Until::Written).await;
     }
 }
 
-/// Writes everything queued, one batch at a time.
-async fn write_pending(shared: &Shared) {
+/// How much [`write_pending`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// The records queued when it starts; later ones wait for their own batch.
+    Written,
+    /// Everything, including records queued while it writes.
+    Empty,
+}
+
+/// Writes queued records, one batch at a time.
+///
+/// The flush task writes only what was queued when it decided to write:
+/// draining until empty would, under steady traffic, chase the records that
+/// arrive during each write with back-to-back small transactions (hundreds
+/// a second, each with its fsync) instead of waiting for a full batch.
+async fn write_pending(shared: &Shared, until: Until) {
     let _writing = shared.writing.lock().await;
-    loop {
+    let mut budget = match until {
+        Until::Written => shared.pending.lock().unwrap().len(),
+        Until::Empty => usize::MAX,
+    };
+    while budget > 0 {
         let batch: Vec<InvocationRecord> = {
             let mut pending = shared.pending.lock().unwrap();
-            let take = pending.len().min(shared.config.batch_size);
+            let take = pending.len().min(shared.config.batch_size).min(budget);
             pending.drain(..take).collect()
         };
         if batch.is_empty() {
             return;
         }
+        budget -= batch.len();
         let count = batch.len() as u64;
         shared.sink.write_batch(batch).await;
         shared.written.fetch_add(count, Ordering::Relaxed);

@@ -272,3 +272,52 @@ async fn the_sink_hears_once_when_traffic_stops_and_never_at_rest() {
     );
     buffer.shutdown().await;
 }
+
+/// A sink that takes `delay` to write each batch.
+struct SlowSink {
+    inner: MemorySink,
+    delay: Duration,
+}
+
+impl picloud_orchestrator_core::RecordSink for SlowSink {
+    fn write_batch(
+        &self,
+        batch: Vec<InvocationRecord>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            picloud_orchestrator_core::RecordSink::write_batch(&self.inner, batch).await;
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_that_arrive_during_a_write_wait_for_their_own_batch() {
+    let sink = Arc::new(SlowSink {
+        inner: MemorySink::default(),
+        delay: Duration::from_millis(50),
+    });
+    let config = RecordConfig {
+        batch_size: 100,
+        flush_interval_ms: 1_000,
+        ..RecordConfig::default()
+    };
+    let buffer = RecordBuffer::start(config, sink.clone());
+    let batches = || sink.inner.batches.load(Ordering::Relaxed);
+    for n in 0..100 {
+        buffer.push(record(&format!("first-{n}")));
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    for n in 0..10 {
+        buffer.push(record(&format!("later-{n}")));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        (batches(), buffer.written(), buffer.pending()),
+        (1, 100, 10),
+        "the full batch is written; the 10 that came meanwhile are not chased with a small one"
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!((batches(), buffer.written(), buffer.pending()), (2, 110, 0));
+    buffer.shutdown().await;
+}
