@@ -57,12 +57,16 @@ pub fn validate(log: &LogSettings, admin: &AdminSettings) -> anyhow::Result<()> 
 /// Installs the process's log subscriber: events on stderr, filtered by
 /// `settings.level`, as readable text or one JSON object per line. In JSON
 /// each line carries the fields of its spans, so every line of a request
-/// has its `request_id` (in `span` and `spans`).
+/// has its `request_id` (in `span` and `spans`). Text is coloured only when
+/// stderr is a terminal: a log file or journald gets plain lines (and the
+/// server skips formatting escape codes for every request span).
 pub fn install_logging(settings: &LogSettings) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match settings.format {
         LogFormat::Text => builder.init(),
