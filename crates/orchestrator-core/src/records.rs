@@ -247,8 +247,6 @@ impl RecordBuffer {
         &self.shared.config
     }
 
-    /// Queues a record; never waits for the sink. When the queue is full the
-    /// oldest record is dropped and counted in [`dropped`](Self::dropped).
     /// Builds the record of an invocation that ran (or was refused on its
     /// way to the script), counts it in the metrics and queues it: the one
     /// way the ingress, the triggers and nested calls record invocations.
@@ -281,6 +279,8 @@ impl RecordBuffer {
         self.push(record);
     }
 
+    /// Queues a record; never waits for the sink. When the queue is full the
+    /// oldest record is dropped and counted in [`dropped`](Self::dropped).
     pub fn push(&self, record: InvocationRecord) {
         let shared = &self.shared;
         let queued = {

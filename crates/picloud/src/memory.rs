@@ -20,10 +20,10 @@ pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only changes allocator parameters; it is called at
     // start, and glibc takes its own lock for it.
+    // It runs before logging is set up, and a refusal only means glibc's
+    // default behaviour, so its result is not reported.
     unsafe {
-        if libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 0 {
-            tracing::debug!("the allocator refused a fixed mmap threshold");
-        }
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
     }
 }
 

@@ -80,10 +80,10 @@ impl Runtime {
 }
 
 impl ServiceProvider for Runtime {
-    fn services_for(&self, script: ScriptIdentity) -> Arc<dyn HostServices> {
+    fn services_for(&self, identity: ScriptIdentity) -> Arc<dyn HostServices> {
         Arc::new(AppServices {
             runtime: self.clone(),
-            script,
+            identity,
             http: tokio::sync::OnceCell::new(),
         })
     }
@@ -92,7 +92,8 @@ impl ServiceProvider for Runtime {
 /// The services of one invocation, bound to its app.
 pub struct AppServices {
     runtime: Runtime,
-    script: ScriptIdentity,
+    /// The script that runs (the routing table's entry) and its call chain.
+    identity: ScriptIdentity,
     /// The app's outbound policy, loaded at the first `http` call and kept
     /// for the invocation, so the per-invocation request cap holds.
     http: tokio::sync::OnceCell<AppPolicy>,
@@ -137,7 +138,7 @@ fn json_text(value: &Value) -> String {
 
 impl AppServices {
     fn app(&self) -> AppId {
-        AppId(self.script.script.app_id)
+        AppId(self.identity.script.app_id)
     }
 
     async fn run(&self, call: HostCall, deadline: Instant) -> HostReply {
@@ -254,7 +255,7 @@ impl AppServices {
     /// payload as its JSON body, within the caller's remaining time.
     async fn call_script(&self, name: String, payload: String, deadline: Instant) -> HostReply {
         let shared = &self.runtime.inner;
-        let depth = self.script.depth + 1;
+        let depth = self.identity.depth + 1;
         if depth > shared.limits.max_call_depth {
             return HostReply::error(
                 "call_depth_exceeded",
@@ -265,7 +266,10 @@ impl AppServices {
             );
         }
         let routes = shared.routes.load();
-        let Some(target) = routes.script(&self.script.script.app_slug, &name).cloned() else {
+        let Some(target) = routes
+            .script(&self.identity.script.app_slug, &name)
+            .cloned()
+        else {
             return HostReply::error(
                 "not_found",
                 format!("this app has no active script named `{name}`"),
@@ -274,7 +278,7 @@ impl AppServices {
         drop(routes);
         let request = Request {
             method: "POST".into(),
-            path: format!("/{}/{}", self.script.script.app_slug, name),
+            path: format!("/{}/{}", self.identity.script.app_slug, name),
             subpath: String::new(),
             query: Vec::new(),
             headers: vec![
@@ -282,15 +286,15 @@ impl AppServices {
                 ("x-picloud-trigger".into(), "invoke".into()),
                 (
                     "x-picloud-caller".into(),
-                    self.script.script.script_name.clone(),
+                    self.identity.script.script_name.clone(),
                 ),
             ],
             body: payload.into_bytes(),
-            request_id: self.script.request_id.clone(),
+            request_id: self.identity.request_id.clone(),
         };
         let services = self.runtime.services_for(ScriptIdentity {
             script: target.clone(),
-            request_id: self.script.request_id.clone(),
+            request_id: self.identity.request_id.clone(),
             depth,
         });
         let context = InvocationContext {
@@ -352,7 +356,7 @@ impl AppServices {
         self.runtime.inner.records.record(Ran {
             script: target,
             trigger: Trigger::Invoke,
-            request_id: &self.script.request_id,
+            request_id: &self.identity.request_id,
             started_at_unix_ms,
             stats: &invocation.stats,
             output: &invocation.output,
