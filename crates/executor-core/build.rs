@@ -1,6 +1,9 @@
 //! Builds the Rhai guest (`guest/`) for `wasm32-wasip1` as part of
 //! `cargo build`, into its own target directory (`target/guest`), and exposes
-//! its path to the crate as `PICLOUD_GUEST_WASM`.
+//! its path to the crate as `PICLOUD_GUEST_WASM` and its SHA-256 digest as
+//! `PICLOUD_GUEST_SHA256`. The digest is part of the compiled guest's cache
+//! key; computing it here means a start from the cache never reads the
+//! embedded guest, so its pages are never loaded into memory.
 //!
 //! The guest is its own Cargo workspace, so this nested build never contends
 //! with the outer one for the same lock, and the guest is always built in
@@ -81,6 +84,9 @@ fn main() {
         wasm.display()
     );
     println!("cargo:rustc-env=PICLOUD_GUEST_WASM={}", wasm.display());
+    let bytes = std::fs::read(&wasm).expect("cannot read the built guest");
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    println!("cargo:rustc-env=PICLOUD_GUEST_SHA256={digest}");
 }
 
 /// `target/guest` next to the outer build's profile folders, found from

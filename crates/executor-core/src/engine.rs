@@ -78,6 +78,17 @@ fn pooling_config(config: &ExecutorConfig) -> PoolingAllocationConfig {
     pooling
 }
 
+/// An engine that only compiles: the same code generation as [`build`]'s
+/// (so the same compatibility hash), without an instance pool. The guest is
+/// compiled with it and then it is dropped, and with it the compiler's
+/// reusable contexts, which would otherwise keep megabytes for the
+/// process's lifetime.
+pub(crate) fn build_compiler(config: &ExecutorConfig) -> Result<Engine, StartError> {
+    let mut wasm = base_config(config);
+    wasm.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    Engine::new(&wasm).map_err(|error| StartError::Engine(format!("{error:?}")))
+}
+
 /// Builds the engine, probing the pooling allocator first when allowed.
 pub(crate) fn build(config: &ExecutorConfig) -> Result<(Engine, Allocation), StartError> {
     let engine_config = &config.engine;

@@ -10,7 +10,7 @@
 //! corrupt file fails the check and is rebuilt rather than trusted.
 
 use std::hash::{Hash, Hasher};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use picloud_shared::abi;
@@ -21,7 +21,13 @@ use crate::error::StartError;
 use crate::host::{self, HostState};
 
 /// The guest module as built by `build.rs`, before pre-initialisation.
+/// Only read when the guest has to be compiled: a start from the cache leaves
+/// these pages of the binary untouched, so they never count against the
+/// process's resident memory.
 pub(crate) static GUEST_WASM: &[u8] = include_bytes!(env!("PICLOUD_GUEST_WASM"));
+
+/// The SHA-256 digest of [`GUEST_WASM`], computed by `build.rs`.
+const GUEST_SHA256: &str = env!("PICLOUD_GUEST_SHA256");
 
 /// The pinned wasmtime version; part of the cache key.
 const WASMTIME_VERSION: &str = "48.0.8";
@@ -35,18 +41,22 @@ pub enum GuestOrigin {
     Compiled,
 }
 
+/// Wasmtime's hash of everything about an engine that its compiled code
+/// depends on.
+fn compatibility(engine: &Engine) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The cache key of the guest for this engine.
 fn cache_key(engine: &Engine) -> String {
-    let mut engine_hasher = std::collections::hash_map::DefaultHasher::new();
-    engine
-        .precompile_compatibility_hash()
-        .hash(&mut engine_hasher);
     let mut digest = Sha256::new();
-    digest.update(GUEST_WASM);
+    digest.update(GUEST_SHA256.as_bytes());
     digest.update(WASMTIME_VERSION.as_bytes());
     digest.update(std::env::consts::ARCH.as_bytes());
     digest.update(std::env::consts::OS.as_bytes());
-    digest.update(engine_hasher.finish().to_le_bytes());
+    digest.update(compatibility(engine).to_le_bytes());
     hex::encode(&digest.finalize()[..16])
 }
 
@@ -68,18 +78,48 @@ fn file_digest(path: &Path) -> std::io::Result<String> {
         }
         digest.update(&buffer[..read]);
     }
+    forget_cached_pages(&file);
     Ok(hex::encode(digest.finalize()))
 }
 
-/// Writes a file atomically: to a temporary name, then renamed into place.
+/// Tells the kernel that the pages just read or written are not needed.
+/// Reading or writing the whole file fills the page cache with large folios,
+/// which the memory-mapped module then maps whole; dropped, the module's code
+/// is paged in as it runs, and only what runs counts as resident.
+fn forget_cached_pages(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an advisory call on a file descriptor we own; it changes
+        // no memory of this process.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
+/// Writes a file atomically: to a temporary name, synced, then renamed into
+/// place. Synced pages are clean, so they can leave the page cache too.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, bytes)?;
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    forget_cached_pages(&file);
     std::fs::rename(&temporary, path)
 }
 
 /// Loads the compiled guest from the cache, or builds and caches it.
-pub(crate) fn load(engine: &Engine, cache_dir: &Path) -> Result<(Module, GuestOrigin), StartError> {
+/// `compiler` makes a short-lived engine with `engine`'s code generation to
+/// compile with (see [`crate::engine::build_compiler`]); `engine` itself is
+/// used when the two would not produce compatible code.
+pub(crate) fn load(
+    engine: &Engine,
+    cache_dir: &Path,
+    compiler: impl FnOnce() -> Result<Engine, StartError>,
+) -> Result<(Module, GuestOrigin), StartError> {
     std::fs::create_dir_all(cache_dir).map_err(cache_error(cache_dir))?;
     let key = cache_key(engine);
     let module_path = cache_dir.join(format!("guest-{key}.cwasm"));
@@ -97,9 +137,16 @@ pub(crate) fn load(engine: &Engine, cache_dir: &Path) -> Result<(Module, GuestOr
 
     let started = std::time::Instant::now();
     let initialised = preinitialise(GUEST_WASM)?;
-    let compiled = engine
+    let compiler = compiler()?;
+    let compiler = if compatibility(&compiler) == compatibility(engine) {
+        compiler
+    } else {
+        engine.clone()
+    };
+    let compiled = compiler
         .precompile_module(&initialised)
         .map_err(|error| StartError::Guest(format!("compiling the guest failed: {error}")))?;
+    drop((compiler, initialised));
     write_atomically(&module_path, &compiled).map_err(cache_error(&module_path))?;
     let digest = hex::encode(Sha256::digest(&compiled));
     write_atomically(&digest_path, digest.as_bytes()).map_err(cache_error(&digest_path))?;
@@ -193,4 +240,22 @@ fn guest_error(error: wasmtime::Error) -> StartError {
 /// The cache file path for an engine (used by tests to corrupt it).
 pub fn cache_file(engine: &Engine, cache_dir: &Path) -> PathBuf {
     cache_dir.join(format!("guest-{}.cwasm", cache_key(engine)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiling_engine_makes_code_the_pooled_engine_accepts() {
+        let config = crate::ExecutorConfig::default();
+        let (engine, _) = crate::engine::build(&config).unwrap();
+        let compiler = crate::engine::build_compiler(&config).unwrap();
+        assert_eq!(compatibility(&compiler), compatibility(&engine));
+    }
+
+    #[test]
+    fn the_build_time_digest_is_the_embedded_guests() {
+        assert_eq!(GUEST_SHA256, hex::encode(Sha256::digest(GUEST_WASM)));
+    }
 }

@@ -184,7 +184,9 @@ impl Executor {
     /// starts the epoch ticker and the reaper.
     pub fn new(config: ExecutorConfig) -> Result<Executor, StartError> {
         let (engine, allocation) = engine::build(&config)?;
-        let (module, origin) = guest::load(&engine, &config.cache_dir)?;
+        let (module, origin) = guest::load(&engine, &config.cache_dir, || {
+            engine::build_compiler(&config)
+        })?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker).map_err(|error| StartError::Guest(format!("{error}")))?;
         linker
