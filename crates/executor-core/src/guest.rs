@@ -102,8 +102,15 @@ fn forget_cached_pages(file: &std::fs::File) {
 
 /// Writes a file atomically: to a temporary name, synced, then renamed into
 /// place. Synced pages are clean, so they can leave the page cache too.
+///
+/// The temporary name is unique to this write, not only to the process: two
+/// executors of one process starting at once would otherwise share it, and
+/// one could truncate the file the other has just renamed into place and
+/// memory-mapped (which kills the process with `SIGBUS`).
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_extension(format!("tmp{}-{write}", std::process::id()));
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
