@@ -351,6 +351,7 @@ async fn flush_periodically(shared: Arc<Shared>) {
             } else {
                 tokio::select! {
                     () = tokio::time::sleep(IDLE_AFTER) => {
+                        release_queue_memory(&shared);
                         shared.sink.idle();
                         idle_reported = true;
                     }
@@ -374,6 +375,16 @@ async fn flush_periodically(shared: Arc<Shared>) {
             }
         }
         write_pending(&shared, Until::Written).await;
+    }
+}
+
+/// Frees the queue's buffer if it is empty. A burst that outruns the sink
+/// grows the queue to thousands of records (up to `capacity`, megabytes),
+/// and a `VecDeque` never gives that back by itself.
+fn release_queue_memory(shared: &Shared) {
+    let mut pending = shared.pending.lock().unwrap();
+    if pending.is_empty() {
+        pending.shrink_to_fit();
     }
 }
 
@@ -411,5 +422,66 @@ async fn write_pending(shared: &Shared, until: Until) {
         let count = batch.len() as u64;
         shared.sink.write_batch(batch).await;
         shared.written.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Discard;
+
+    impl RecordSink for Discard {
+        fn write_batch(
+            &self,
+            _batch: Vec<InvocationRecord>,
+        ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            Box::pin(async {})
+        }
+    }
+
+    fn record() -> InvocationRecord {
+        InvocationRecord {
+            request_id: "r".into(),
+            app_id: 1,
+            app_slug: "app".into(),
+            script_name: "script".into(),
+            script_id: 1,
+            version_id: 1,
+            trigger: Trigger::Http,
+            status: 200,
+            error_code: None,
+            started_at_unix_ms: 0,
+            duration_us: 0,
+            fuel_used: 0,
+            fuel_limit: 0,
+            memory_bytes: 0,
+            memory_limit_bytes: 0,
+            cold_start: false,
+            output: Vec::new(),
+            output_truncated: false,
+            error_message: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_gives_its_memory_back_once_traffic_stops() {
+        let buffer = RecordBuffer::start(RecordConfig::default(), Arc::new(Discard));
+        let capacity = || buffer.shared.pending.lock().unwrap().capacity();
+        for _ in 0..5_000 {
+            buffer.push(record());
+        }
+        assert!(capacity() >= 5_000);
+
+        tokio::time::sleep(IDLE_AFTER / 2).await;
+        assert_eq!(buffer.written(), 5_000);
+        assert!(capacity() >= 5_000, "kept while traffic may go on");
+        tokio::time::sleep(IDLE_AFTER).await;
+        assert_eq!(capacity(), 0, "freed once the traffic stopped");
+
+        buffer.push(record());
+        buffer.flush().await;
+        assert_eq!(buffer.written(), 5_001, "and the queue still works");
+        buffer.shutdown().await;
     }
 }
