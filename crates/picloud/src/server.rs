@@ -59,6 +59,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("the executor's start-up task failed")?
         .context("cannot start the executor")?;
     log_executor(&executor);
+    if executor.guest_origin() == GuestOrigin::Compiled {
+        // Compiling the guest freed tens of megabytes across the compiler's
+        // threads; give them back now rather than after the first traffic.
+        tokio::task::spawn_blocking(crate::memory::release_free_memory);
+    }
 
     let routes = Arc::new(RouteTable::new(executor.clone()));
     let active_scripts = store
