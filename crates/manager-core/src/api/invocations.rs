@@ -4,12 +4,12 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,11 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often an idle live tail sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How long a live tail trusts the check made when it opened (or last
+/// checked): before sending a record after this, it checks its caller's
+/// credential and access to the app again.
+pub(crate) const REAUTHORIZE_EVERY: Duration = Duration::from_secs(5);
 
 /// One record as the API returns it.
 #[derive(Debug, Serialize)]
@@ -272,6 +277,41 @@ struct Tail {
     /// The last read from the store filled a whole page: more stored
     /// records wait there, and the feed must not be read before them.
     behind: bool,
+    access: Access,
+}
+
+/// Who opened a live tail, checked again while it runs: a caller whose
+/// credential was revoked, whose account was deactivated or whose access to
+/// the app was removed stops receiving records (the stream ends).
+struct Access {
+    state: ApiState,
+    slug: String,
+    app_id: AppId,
+    /// The request's `Authorization` and `Cookie` headers.
+    credentials: HeaderMap,
+    checked_at: Instant,
+}
+
+impl Access {
+    async fn still_granted(&mut self) -> bool {
+        if self.checked_at.elapsed() < REAUTHORIZE_EVERY {
+            return true;
+        }
+        let mut request = axum::http::Request::new(());
+        *request.headers_mut() = self.credentials.clone();
+        let (mut parts, ()) = request.into_parts();
+        let granted = match Caller::from_request_parts(&mut parts, &self.state).await {
+            Ok(caller) => authorize(&self.state, &caller, &self.slug, Action::ReadApp)
+                .await
+                .is_ok_and(|(app, _)| app.id == self.app_id),
+            Err(_) => false,
+        };
+        if !granted {
+            tracing::info!(app = %self.slug, "a live tail ended: its caller lost access");
+        }
+        self.checked_at = Instant::now();
+        granted
+    }
 }
 
 impl Tail {
@@ -310,8 +350,15 @@ impl Tail {
         }
     }
 
-    /// The next record to send; `None` ends the stream.
+    /// The next record to send, if its caller may still see it; `None` ends
+    /// the stream.
     async fn next(&mut self) -> Option<StoredInvocation> {
+        let record = self.next_record().await?;
+        self.access.still_granted().await.then_some(record)
+    }
+
+    /// The next record to send; `None` ends the stream.
+    async fn next_record(&mut self) -> Option<StoredInvocation> {
         loop {
             if let Some(record) = self.backlog.pop_front() {
                 if self.wants(&record) {
@@ -392,6 +439,19 @@ pub(crate) async fn stream_invocations(
             .map(|text| parse_id("after", text))
             .transpose()?,
     };
+    let mut credentials = HeaderMap::new();
+    for name in [header::AUTHORIZATION, header::COOKIE] {
+        for value in headers.get_all(&name) {
+            credentials.append(name.clone(), value.clone());
+        }
+    }
+    let access = Access {
+        state: state.clone(),
+        slug: slug.clone(),
+        app_id: app.id,
+        credentials,
+        checked_at: Instant::now(),
+    };
     // Subscribe before reading the store, so nothing falls between the two.
     let feed = state.invocation_feed().map(broadcast::Sender::subscribe);
     let mut tail = Tail {
@@ -403,6 +463,7 @@ pub(crate) async fn stream_invocations(
         feed,
         closing: state.tails_closing(),
         behind: false,
+        access,
     };
     match after {
         Some(after) => {

@@ -481,3 +481,91 @@ async fn a_tail_far_behind_catches_up_without_gaps(backend: Backend) {
     assert_eq!(ids, (oldest..=newest).collect::<Vec<_>>());
 }
 per_backend!(a_tail_far_behind_catches_up_without_gaps);
+
+/// A live tail checks again, while it runs, that its caller may still see the
+/// app: a viewer removed from the app stops receiving its records.
+async fn a_tail_ends_when_its_caller_loses_access(backend: Backend) {
+    let instance = Instance::with_config(backend, CONFIG).await;
+    let server = instance.start();
+    let owner = server.owner().await;
+    let (status, _) = owner
+        .send(Method::POST, "/api/v1/apps", Some(json!({"slug": "logs"})))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = owner.deploy("logs", "greet", SCRIPT).await;
+    assert_eq!(status, 201);
+    let password = "a password long enough";
+    let (status, user) = owner
+        .send(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(
+                json!({"username": "watcher", "email": "watcher@example.com",
+                        "password": password, "instance_role": "member"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let (status, body) = owner
+        .send(
+            Method::POST,
+            "/api/v1/apps/logs/members",
+            Some(json!({"user": "watcher", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let session = server.anonymous().login("watcher", password).await;
+    let (status, token) = session
+        .send(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "tail"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let watcher = server
+        .anonymous()
+        .with_token(token["secret"].as_str().unwrap());
+
+    let mut stream = open_stream(&watcher, "", None).await;
+    let visitor = server.anonymous();
+    let (status, _, _) = visitor
+        .call("GET", "/logs/greet?name=before", &[], None)
+        .await;
+    assert_eq!(status, 200);
+    let events = read_events(&mut stream, 1).await;
+    assert_eq!(events[0].1["output"][0]["text"], "greeting before");
+
+    let (status, body) = owner
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/apps/logs/members/{}", user["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // The tail trusts its last check for REAUTHORIZE_EVERY (5 s).
+    tokio::time::sleep(Duration::from_millis(5_500)).await;
+    let (status, _, _) = visitor
+        .call("GET", "/logs/greet?name=after", &[], None)
+        .await;
+    assert_eq!(status, 200);
+
+    let mut rest = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("the stream ends in time")
+            .expect("read the stream");
+        match chunk {
+            Some(chunk) => rest.push_str(&String::from_utf8_lossy(&chunk)),
+            None => break,
+        }
+    }
+    assert!(
+        !rest.contains("greeting after"),
+        "a removed viewer still got a record: {rest}"
+    );
+}
+per_backend!(a_tail_ends_when_its_caller_loses_access);
