@@ -143,10 +143,10 @@ fn kv_list(prefix: &str, after: Option<String>, limit: INT) -> Result<Map> {
                 let mut item = Map::new();
                 item.insert("key".into(), key.into());
                 item.insert("value".into(), from_json("kv::list", &value)?);
-                items.push(item.into());
+                items.push(Dynamic::from_map(item));
             }
             let mut page = Map::new();
-            page.insert("items".into(), items.into());
+            page.insert("items".into(), Dynamic::from_array(items));
             page.insert("next".into(), next.map_or(Dynamic::UNIT, Dynamic::from));
             Ok(page)
         }
@@ -289,12 +289,12 @@ fn http_answer(answer: HttpAnswer) -> Map {
     }
     let mut map = Map::new();
     map.insert("status".into(), (answer.status as INT).into());
-    map.insert("headers".into(), headers.into());
+    map.insert("headers".into(), Dynamic::from_map(headers));
     map.insert(
         "body".into(),
         match String::from_utf8(answer.body) {
             Ok(text) => text.into(),
-            Err(error) => Blob::from(error.into_bytes()).into(),
+            Err(error) => Dynamic::from_blob(error.into_bytes()),
         },
     );
     map
@@ -471,7 +471,7 @@ fn files_module() -> Module {
             &ctx,
             (|| match call(HostCall::FileRead { path: path.into() })? {
                 HostReply::Unit => Ok(Dynamic::UNIT),
-                HostReply::Bytes(bytes) => Ok(Blob::from(bytes).into()),
+                HostReply::Bytes(bytes) => Ok(Dynamic::from_blob(bytes)),
                 other => Err(unexpected("files::read_blob", &other)),
             })(),
         )

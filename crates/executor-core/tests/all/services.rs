@@ -60,6 +60,13 @@ impl HostServices for Memory {
                 },
                 HostCall::VarGet { name } if name == "GREETING" => HostReply::Text("hello".into()),
                 HostCall::VarGet { .. } => HostReply::Unit,
+                HostCall::Http(request) if request.url.contains("binary") => {
+                    HostReply::Http(HttpAnswer {
+                        status: 200,
+                        headers: Vec::new(),
+                        body: vec![0xff, 0xfe],
+                    })
+                }
                 HostCall::Http(request) => HostReply::Http(HttpAnswer {
                     status: 200,
                     headers: vec![("content-type".into(), "text/plain".into())],
@@ -75,6 +82,9 @@ impl HostServices for Memory {
                     HostReply::Text("example-token".into())
                 }
                 HostCall::SecretGet { .. } => HostReply::Unit,
+                HostCall::FileRead { path } if path == "logo.bin" => {
+                    HostReply::Bytes(vec![0xff, 0x00, 0x7f])
+                }
                 HostCall::FileRead { .. } => HostReply::Unit,
                 HostCall::FileList { .. } => HostReply::List(Vec::new()),
                 HostCall::CallScript { payload, .. } => {
@@ -115,6 +125,22 @@ async fn kv_round_trips_rhai_values_as_json() {
         memory.kv.lock().unwrap().get("user:1").unwrap(),
         r#"{"age":36,"name":"Ada","tags":["a","b"]}"#
     );
+}
+
+#[tokio::test]
+async fn bytes_from_the_host_are_blobs() {
+    let memory = Arc::new(Memory::default());
+    let version = script(
+        r#"
+        let file = files::read_blob("logo.bin");
+        let answer = http::get("https://binary.example/");
+        `${type_of(file)} ${file.len()} ${file[0]} ${type_of(answer.body)} ${answer.body.len()}`
+        "#,
+    );
+    let invocation = executor()
+        .invoke_with(&version, get("/"), with(&memory))
+        .await;
+    assert_eq!(body(&invocation), "blob 3 255 blob 2");
 }
 
 #[tokio::test]
