@@ -153,7 +153,7 @@ fn error_response(status: i64, message: Dynamic) -> Result<ScriptResponse, Box<E
     Ok(ScriptResponse {
         status,
         headers: Map::new(),
-        body: body.into(),
+        body: Dynamic::from_map(body),
     })
 }
 
@@ -211,11 +211,11 @@ pub fn request_to_dynamic(request: Request) -> Dynamic {
     map.insert("method".into(), request.method.into());
     map.insert("path".into(), request.path.into());
     map.insert("subpath".into(), request.subpath.into());
-    map.insert("query".into(), query.into());
-    map.insert("headers".into(), headers.into());
+    map.insert("query".into(), Dynamic::from_map(query));
+    map.insert("headers".into(), Dynamic::from_map(headers));
     map.insert("body".into(), body);
     map.insert("id".into(), request.request_id.into());
-    map.into()
+    Dynamic::from_map(map)
 }
 
 /// A writer that refuses to grow past a limit, so that serialising a huge

@@ -16,7 +16,7 @@ use crate::helpers::script_error;
 /// Registers `json_parse` and `json_stringify`.
 pub fn register(engine: &mut Engine) {
     engine
-        .register_fn("json_parse", |text: &str| parse(text.as_bytes()))
+        .register_fn("json_parse", parse_str)
         .register_fn("json_parse", |bytes: Blob| parse(&bytes))
         .register_fn("json_stringify", |value: Dynamic| {
             stringify("json_stringify", &value)
@@ -26,12 +26,22 @@ pub fn register(engine: &mut Engine) {
 /// Parses JSON text into Rhai values: objects become maps, arrays arrays,
 /// integers `INT` when they fit in an `i64` (floats otherwise), and `null` `()`.
 pub fn parse(bytes: &[u8]) -> Result<Dynamic, Box<EvalAltResult>> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = RhaiValue
+    parse_with(serde_json::Deserializer::from_slice(bytes))
+}
+
+/// [`parse`] for text already known to be UTF-8, which spares serde_json
+/// checking every string of it again.
+pub fn parse_str(text: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+    parse_with(serde_json::Deserializer::from_str(text))
+}
+
+fn parse_with<'de, R: serde_json::de::Read<'de>>(
+    mut deserializer: serde_json::Deserializer<R>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    RhaiValue
         .deserialize(&mut deserializer)
         .and_then(|value| deserializer.end().map(|()| value))
-        .map_err(|error| script_error(format!("json_parse: invalid JSON: {error}")))?;
-    Ok(value)
+        .map_err(|error| script_error(format!("json_parse: invalid JSON: {error}")))
 }
 
 /// Writes a value as compact JSON text.
@@ -97,7 +107,7 @@ impl<'de> Visitor<'de> for RhaiValue {
         while let Some(item) = items.next_element_seed(RhaiValue)? {
             array.push(item);
         }
-        Ok(array.into())
+        Ok(Dynamic::from_array(array))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Dynamic, A::Error> {
@@ -106,7 +116,7 @@ impl<'de> Visitor<'de> for RhaiValue {
             let value = entries.next_value_seed(RhaiValue)?;
             map.insert(key.as_ref().into(), value);
         }
-        Ok(map.into())
+        Ok(Dynamic::from_map(map))
     }
 }
 
