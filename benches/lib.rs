@@ -1,7 +1,7 @@
 //! Shared pieces of PiCloud's benchmarks: the benchmark scripts and the
 //! native Rhai reference they are compared with. See `docs/benchmarks.md`.
 
-use picloud_executor_core::{Request, RhaiLimits};
+use picloud_executor_core::{Request, RhaiLimits, may_read_request};
 use rhai::{Dynamic, Engine, Map, Scope};
 
 /// The scripts every executor benchmark runs, by name.
@@ -43,11 +43,13 @@ pub fn sample_request() -> Request {
 }
 
 /// Native Rhai doing the same work per request as the guest: build the
-/// `request` constant in a fresh scope, evaluate the compiled script, and
+/// `request` constant in a fresh scope (when the script may read it, the
+/// guest's rule: [`may_read_request`]), evaluate the compiled script, and
 /// render the result (text or JSON).
 pub struct NativeReference {
     engine: Engine,
     ast: rhai::AST,
+    reads_request: bool,
 }
 
 impl NativeReference {
@@ -67,32 +69,19 @@ impl NativeReference {
             .set_max_variables(limits.max_variables as usize)
             .set_max_functions(limits.max_functions as usize);
         let ast = engine.compile(source).expect("benchmark scripts compile");
-        NativeReference { engine, ast }
+        NativeReference {
+            engine,
+            ast,
+            reads_request: may_read_request(source),
+        }
     }
 
     /// Handles one request; returns the body bytes.
     pub fn handle(&self, request: &Request) -> Vec<u8> {
-        let mut query = Map::new();
-        for (name, value) in &request.query {
-            query.insert(name.into(), value.clone().into());
-        }
-        let mut headers = Map::new();
-        for (name, value) in &request.headers {
-            headers.insert(name.into(), value.clone().into());
-        }
-        let mut map = Map::new();
-        map.insert("method".into(), request.method.clone().into());
-        map.insert("path".into(), request.path.clone().into());
-        map.insert("subpath".into(), request.subpath.clone().into());
-        map.insert("query".into(), query.into());
-        map.insert("headers".into(), headers.into());
-        map.insert(
-            "body".into(),
-            String::from_utf8_lossy(&request.body).into_owned().into(),
-        );
-        map.insert("id".into(), request.request_id.clone().into());
         let mut scope = Scope::new();
-        scope.push_constant("request", Dynamic::from_map(map));
+        if self.reads_request {
+            scope.push_constant("request", request_map(request));
+        }
         let value: Dynamic = self
             .engine
             .eval_ast_with_scope(&mut scope, &self.ast)
@@ -103,6 +92,30 @@ impl NativeReference {
             serde_json::to_vec(&value).unwrap()
         }
     }
+}
+
+/// The `request` constant the guest builds (`guest/src/convert.rs`).
+fn request_map(request: &Request) -> Dynamic {
+    let mut query = Map::new();
+    for (name, value) in &request.query {
+        query.insert(name.into(), value.clone().into());
+    }
+    let mut headers = Map::new();
+    for (name, value) in &request.headers {
+        headers.insert(name.into(), value.clone().into());
+    }
+    let mut map = Map::new();
+    map.insert("method".into(), request.method.clone().into());
+    map.insert("path".into(), request.path.clone().into());
+    map.insert("subpath".into(), request.subpath.clone().into());
+    map.insert("query".into(), query.into());
+    map.insert("headers".into(), headers.into());
+    map.insert(
+        "body".into(),
+        String::from_utf8_lossy(&request.body).into_owned().into(),
+    );
+    map.insert("id".into(), request.request_id.clone().into());
+    Dynamic::from_map(map)
 }
 
 /// Resident set size of this process in bytes (Linux, from /proc).

@@ -34,6 +34,10 @@ struct Guest {
     engine: Engine,
     /// The loaded script; `None` until `load` succeeds.
     script: Option<AST>,
+    /// Whether the loaded script may read `request`
+    /// ([`picloud_shared::may_read_request`]); if not, requests are not
+    /// even decoded.
+    reads_request: bool,
     limits: RhaiLimits,
     /// The last output buffer handed to the host; valid until the next call.
     output: Vec<u8>,
@@ -91,6 +95,7 @@ fn with_guest<R>(f: impl FnOnce(&mut Guest) -> R) -> R {
         let guest = slot.get_or_insert_with(|| Guest {
             engine: new_engine(),
             script: None,
+            reads_request: true,
             limits: RhaiLimits::default(),
             output: Vec::new(),
         });
@@ -203,6 +208,7 @@ pub unsafe extern "C" fn picloud_load(ptr: *mut u8, len: usize) -> i64 {
                 match guest.engine.compile(&request.source) {
                     Ok(ast) => {
                         guest.script = Some(ast);
+                        guest.reads_request = picloud_shared::may_read_request(&request.source);
                         LoadOutcome::Loaded
                     }
                     Err(error) => LoadOutcome::CompileError {
@@ -226,22 +232,28 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
         // Release the previous response before building the next one, so an
         // instance never holds two large bodies at once.
         guest.output = Vec::new();
-        let outcome = match decode::<Request>(input.bytes()) {
-            Err(error) => HandleOutcome::Error(ScriptError {
-                kind: ScriptErrorKind::Runtime,
-                message: format!("malformed request from host: {error}"),
-                position: None,
-            }),
-            Ok(request) => {
-                drop(input);
-                run(guest, request)
+        let outcome = if !guest.reads_request {
+            drop(input);
+            run(guest, None)
+        } else {
+            match decode::<Request>(input.bytes()) {
+                Err(error) => HandleOutcome::Error(ScriptError {
+                    kind: ScriptErrorKind::Runtime,
+                    message: format!("malformed request from host: {error}"),
+                    position: None,
+                }),
+                Ok(request) => {
+                    drop(input);
+                    run(guest, Some(request))
+                }
             }
         };
         hand_over(guest, encode(&outcome))
     })
 }
 
-fn run(guest: &mut Guest, request: Request) -> HandleOutcome {
+/// Runs the loaded script; `request` is `None` when the script never reads it.
+fn run(guest: &mut Guest, request: Option<Request>) -> HandleOutcome {
     let Some(script) = guest.script.as_ref() else {
         return HandleOutcome::Error(ScriptError {
             kind: ScriptErrorKind::Runtime,
@@ -252,7 +264,9 @@ fn run(guest: &mut Guest, request: Request) -> HandleOutcome {
     // A fresh scope per request: nothing a script stores in a variable can
     // be seen by the next request served by this instance.
     let mut scope = Scope::new();
-    scope.push_constant("request", convert::request_to_dynamic(request));
+    if let Some(request) = request {
+        scope.push_constant("request", convert::request_to_dynamic(request));
+    }
     match guest
         .engine
         .eval_ast_with_scope::<Dynamic>(&mut scope, script)

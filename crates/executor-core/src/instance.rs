@@ -143,7 +143,7 @@ impl WarmInstance {
     /// reset first, so every invocation gets its full budget.
     pub async fn handle(
         &mut self,
-        request: &Request,
+        request: Option<&Request>,
         limits: &InvocationLimits,
         ticker: &EpochTicker,
         context: InvocationContext,
@@ -172,7 +172,9 @@ impl WarmInstance {
         self.store
             .set_epoch_deadline(ticker.ticks_for(deadline.saturating_duration_since(now)));
         let active = ticker.enter();
-        let input = encode(request);
+        // A script that never reads `request` gets none: the guest skips
+        // decoding for such a script (the same `may_read_request` rule).
+        let input = request.map(encode).unwrap_or_default();
         let handle = self.handle.clone();
         let called = self.call(handle, &input).await;
         drop(active);

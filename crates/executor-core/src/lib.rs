@@ -59,6 +59,7 @@ pub use crate::instance::InvocationStats;
 pub use crate::services::{BoxFuture, HostServices, InvocationContext};
 pub use picloud_shared::{
     HostCall, HostReply, HttpAnswer, HttpCall, OutputLevel, Request, Response, RhaiLimits,
+    may_read_request,
 };
 
 use crate::engine::EpochTicker;
@@ -77,6 +78,9 @@ pub struct ScriptVersion {
     pub source: Arc<str>,
     /// Limits for every invocation of this version.
     pub limits: InvocationLimits,
+    /// Whether the script may read `request` ([`may_read_request`]); if
+    /// not, requests are not sent into the guest at all.
+    reads_request: bool,
 }
 
 impl ScriptVersion {
@@ -87,7 +91,15 @@ impl ScriptVersion {
             label: label.into(),
             source: source.into(),
             limits: InvocationLimits::default(),
+            reads_request: may_read_request(source),
         }
+    }
+
+    /// Whether the script may read the `request` constant. The guest
+    /// decides the same from the same source, and builds `request` only
+    /// then; otherwise the executor does not encode the request at all.
+    pub fn reads_request(&self) -> bool {
+        self.reads_request
     }
 
     /// The same version with other limits.
@@ -380,7 +392,12 @@ impl Executor {
             },
         };
         let (result, output, mut stats) = instance
-            .handle(&request, &script.limits, &self.inner.ticker, context)
+            .handle(
+                script.reads_request.then_some(&request),
+                &script.limits,
+                &self.inner.ticker,
+                context,
+            )
             .await;
         stats.cold_start = cold_start;
         stats.duration = started.elapsed();

@@ -228,6 +228,18 @@ async fn handle_request(
         }
     };
 
+    let run_async =
+        state.inner.async_queue.is_some() && crate::triggers::wants_async(&parts.headers);
+    // A script that never names `request` is not sent one (the executor
+    // drops it anyway), so its requests skip copying headers and query.
+    // An async request is stored whole: it may run on a later version.
+    if !run_async && !script.version.reads_request() {
+        let request = Request {
+            request_id: request_id.to_owned(),
+            ..Request::default()
+        };
+        return call.invoke(request, deadline).await;
+    }
     let executor_request = Request {
         method: parts.method.as_str().to_ascii_uppercase(),
         path: parts.uri.path().to_owned(),
@@ -255,26 +267,10 @@ async fn handle_request(
         request_id: request_id.to_owned(),
     };
 
-    if let Some(queue) = &state.inner.async_queue
-        && crate::triggers::wants_async(&executor_request.headers)
-    {
+    if run_async && let Some(queue) = &state.inner.async_queue {
         return crate::triggers::accept_async(&**queue, &script, executor_request).await;
     }
-
-    let context = state.context_for(&script, request_id);
-    let invocation = tokio::time::timeout_at(
-        deadline,
-        state
-            .executor()
-            .invoke_with(&script.version, executor_request, context),
-    );
-    match invocation.await {
-        Ok(invocation) => call.finish(invocation),
-        // Dropping the invocation stops the script and discards its instance.
-        Err(_elapsed) => call.refuse(IngressError::Timeout {
-            timeout_ms: config.request_timeout_ms,
-        }),
-    }
+    call.invoke(executor_request, deadline).await
 }
 
 /// Finds the script a path (and host) names, and the sub-path below it.
@@ -362,13 +358,36 @@ async fn read_body(
 /// log it and record it.
 struct ScriptCall<'a> {
     state: &'a IngressState,
-    script: &'a ActiveScript,
+    script: &'a Arc<ActiveScript>,
     request_id: &'a str,
     started: Instant,
     started_at_unix_ms: u64,
 }
 
 impl ScriptCall<'_> {
+    /// Runs the script on `request` and answers, within `deadline`.
+    async fn invoke(
+        &self,
+        request: Request,
+        deadline: tokio::time::Instant,
+    ) -> axum::response::Response {
+        let state = self.state;
+        let context = state.context_for(self.script, self.request_id);
+        let invocation = tokio::time::timeout_at(
+            deadline,
+            state
+                .executor()
+                .invoke_with(&self.script.version, request, context),
+        );
+        match invocation.await {
+            Ok(invocation) => self.finish(invocation),
+            // Dropping the invocation stops the script and discards its instance.
+            Err(_elapsed) => self.refuse(IngressError::Timeout {
+                timeout_ms: state.config().request_timeout_ms,
+            }),
+        }
+    }
+
     /// Answers a request refused before or while its script ran.
     fn refuse(&self, error: IngressError) -> axum::response::Response {
         self.log_failure(&error);

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use picloud_executor_core::{Invocation, InvocationStats, Request, Response};
 use tokio::sync::{Notify, watch};
@@ -689,10 +689,11 @@ async fn invoke(
 
 /// Whether a request asks to be run in the background: a `Prefer` header
 /// with the `respond-async` preference (RFC 7240).
-pub(crate) fn wants_async(headers: &[(String, String)]) -> bool {
-    headers.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case("prefer")
-            && value.split(',').any(|preference| {
+pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
+    headers.get_all("prefer").iter().any(|value| {
+        String::from_utf8_lossy(value.as_bytes())
+            .split(',')
+            .any(|preference| {
                 preference
                     .split(';')
                     .next()
@@ -751,13 +752,20 @@ mod tests {
 
     #[test]
     fn respond_async_is_found_among_preferences() {
-        let headers = |value: &str| vec![("prefer".to_owned(), value.to_owned())];
-        assert!(wants_async(&headers("respond-async")));
-        assert!(wants_async(&headers(
+        let headers = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("prefer", HeaderValue::from_str(value).unwrap());
+            }
+            headers
+        };
+        assert!(wants_async(&headers(&["respond-async"])));
+        assert!(wants_async(&headers(&[
             "return=minimal, Respond-Async; wait=10"
-        )));
-        assert!(!wants_async(&headers("return=minimal")));
-        assert!(!wants_async(&[]));
+        ])));
+        assert!(wants_async(&headers(&["return=minimal", "respond-async"])));
+        assert!(!wants_async(&headers(&["return=minimal"])));
+        assert!(!wants_async(&HeaderMap::new()));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! | [`EXPORT_SCRATCH`] | `() -> i64` | packed slice of the guest's scratch input buffer; the host writes inputs that fit there instead of calling `alloc` |
 //! | [`EXPORT_ALLOC`] | `(len: i32) -> i32` | reserves an input buffer of `len` bytes that the host then fills |
 //! | [`EXPORT_LOAD`] | `(ptr: i32, len: i32) -> i64` | input: a [`LoadRequest`](crate::LoadRequest); output (packed slice): a [`LoadOutcome`](crate::LoadOutcome) |
-//! | [`EXPORT_HANDLE`] | `(ptr: i32, len: i32) -> i64` | input: a [`Request`](crate::Request); output (packed slice): a [`HandleOutcome`](crate::HandleOutcome) |
+//! | [`EXPORT_HANDLE`] | `(ptr: i32, len: i32) -> i64` | input: a [`Request`](crate::Request), or nothing (`len` 0) when the loaded script never names `request` ([`may_read_request`](crate::may_read_request), which both sides apply to the same source); output (packed slice): a [`HandleOutcome`](crate::HandleOutcome) |
 //!
 //! An input buffer belongs to the guest once the call starts; an output
 //! buffer stays valid until the next call into the guest.
@@ -30,7 +30,7 @@
 //! The host links them with no file system, no environment and no sockets.
 
 /// Version of this ABI. The host refuses a guest that reports another one.
-pub const ABI_VERSION: i32 = 2;
+pub const ABI_VERSION: i32 = 3;
 
 /// Export: `() -> i32`, the guest's ABI version.
 pub const EXPORT_ABI_VERSION: &str = "picloud_abi_version";

@@ -30,6 +30,19 @@ pub const RESERVED_APP_SLUGS: &[&str] = &[
     "robots.txt",
 ];
 
+/// Whether a script might read the `request` constant. Only a script that
+/// names it can: as a variable, in a closure, or through `eval` or
+/// `is_def_var`, which take a name built at run time. The guest builds
+/// `request` for such scripts only, so one that never reads it (a fixed
+/// answer, a counter) does not pay for decoding and building it. The test
+/// is on the source text, so it errs towards building: a comment or a
+/// string that says `request` is enough.
+pub fn may_read_request(source: &str) -> bool {
+    ["request", "eval", "is_def_var"]
+        .iter()
+        .any(|name| source.contains(name))
+}
+
 /// Encodes a message for the other side of the ABI.
 pub fn encode<T: serde::Serialize>(message: &T) -> Vec<u8> {
     // Serialising our own plain data types into a Vec cannot fail: postcard
@@ -40,4 +53,19 @@ pub fn encode<T: serde::Serialize>(message: &T) -> Vec<u8> {
 /// Decodes a message received from the other side of the ABI.
 pub fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_script_that_names_request_reads_it() {
+        assert!(may_read_request("request.body"));
+        assert!(may_read_request("// uses the request\n1"));
+        assert!(may_read_request(r#"eval("1")"#));
+        assert!(may_read_request(r#"is_def_var("x")"#));
+        assert!(!may_read_request(r#""Hello, world!""#));
+        assert!(!may_read_request("let n = 1; n + 1"));
+    }
 }

@@ -65,3 +65,34 @@ async fn constants_and_functions_are_per_script() {
         assert_eq!(body(&executor().invoke(&second, get("/")).await), "clean");
     }
 }
+
+/// `request` is built only for scripts that may read it
+/// (`may_read_request`); every way of reading it must still see it.
+#[tokio::test]
+async fn every_way_of_naming_request_sees_it() {
+    let cases = [
+        ("request.query.name", "pi"),
+        ("let r = || request.query.name; r.call()", "pi"),
+        (r#"eval("req" + "uest.query.name")"#, "pi"),
+        (
+            r#"if is_def_var("req" + "uest") { "defined" } else { "missing" }"#,
+            "defined",
+        ),
+    ];
+    for (source, expected) in cases {
+        let version = script(source);
+        assert!(version.reads_request(), "{source}");
+        let invocation = executor().invoke(&version, with_query("name", "pi")).await;
+        assert_eq!(body(&invocation), expected, "{source}");
+    }
+}
+
+#[tokio::test]
+async fn a_script_that_never_names_request_runs_without_it() {
+    let version = script("let answer = 6 * 7;\nanswer");
+    assert!(!version.reads_request());
+    for _ in 0..2 {
+        let invocation = executor().invoke(&version, with_query("name", "pi")).await;
+        assert_eq!(body(&invocation), "42");
+    }
+}
