@@ -9,6 +9,7 @@
 //! the Wizer pre-initialiser and snapshots, so a fresh instance starts with the
 //! engine ready and only has to compile its script.
 
+mod alloc;
 mod convert;
 mod helpers;
 mod json;
@@ -21,6 +22,10 @@ use picloud_shared::{
     ScriptError, ScriptErrorKind, abi, decode, encode,
 };
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: alloc::Pooled = alloc::Pooled::new();
 
 #[link(wasm_import_module = "picloud")]
 unsafe extern "C" {
