@@ -24,6 +24,9 @@ pub const SCRIPTS: &[(&str, &str)] = &[
         "fib_20",
         "fn fib(n) { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }\nfib(20)",
     ),
+    // Hello world from a script that reads the request, so that both
+    // sides build the `request` map.
+    ("hello_request", r#"`Hello, ${request.query.name}!`"#),
 ];
 
 /// A typical small GET request.

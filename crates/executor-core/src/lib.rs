@@ -163,6 +163,8 @@ struct Inner {
     /// Versions retired recently, so that a request that looked up an old
     /// version just before a deploy does not recreate a pool for it.
     retired: Mutex<std::collections::HashMap<u64, Instant>>,
+    /// Entries left in `retired` after its last prune.
+    retired_after_prune: AtomicUsize,
     slots: tokio::sync::Semaphore,
     warm_total: Arc<AtomicUsize>,
     counters: Arc<Counters>,
@@ -231,6 +233,7 @@ impl Executor {
         let retired = Mutex::new(std::collections::HashMap::new());
         let inner = Arc::new(Inner {
             retired,
+            retired_after_prune: AtomicUsize::new(0),
             slots: tokio::sync::Semaphore::new(config.pool.max_concurrent_invocations as usize),
             config,
             allocation,
@@ -337,8 +340,18 @@ impl Executor {
             let mut retired = self.inner.retired.lock().unwrap();
             // Remembered for one idle timeout: long enough for any request
             // that looked the old version up before the deploy.
-            let keep = Duration::from_secs(self.inner.config.pool.idle_timeout_secs.max(1));
-            retired.retain(|_, at| at.elapsed() < keep);
+            // Pruned only when the map has doubled since the last prune, so
+            // that retiring stays O(1) amortised however many versions are
+            // retired within one timeout (a scan per call made a benchmark
+            // of back-to-back deploys quadratic).
+            if retired.len() >= (2 * self.inner.retired_after_prune.load(Ordering::Relaxed)).max(64)
+            {
+                let keep = Duration::from_secs(self.inner.config.pool.idle_timeout_secs.max(1));
+                retired.retain(|_, at| at.elapsed() < keep);
+                self.inner
+                    .retired_after_prune
+                    .store(retired.len(), Ordering::Relaxed);
+            }
             retired.insert(version_id, Instant::now());
         }
         self.inner.pools.invalidate(&version_id);
