@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Client, Instance, Server, assert_error};
+use crate::harness::{
+    Backend, Client, Instance, Server, USER_PASSWORD, assert_error, user_with_token,
+};
 use crate::per_backend;
 
-const PASSWORD: &str = "a password long enough";
+const PASSWORD: &str = USER_PASSWORD;
 const APP: &str = "matrix";
 const SOURCE: &str = "\"hello from the matrix\"";
 
@@ -161,48 +163,6 @@ async fn stream_status(client: &Client, path: &str) -> (u16, Value) {
 fn expect(answer: (u16, Value), status: u16, what: &str) -> Value {
     assert_eq!(answer.0, status, "{what}: {}", answer.1);
     answer.1
-}
-
-/// A user created by the owner, with an API token of its own.
-async fn user_with_token(
-    server: &Server,
-    owner: &Client,
-    username: &str,
-    role: &str,
-) -> (i64, Client) {
-    let created = expect(
-        send(
-            owner,
-            "POST",
-            "/api/v1/admin/users",
-            Some(
-                json!({"username": username, "email": format!("{username}@example.com"),
-                        "password": PASSWORD, "instance_role": role}),
-            ),
-        )
-        .await,
-        201,
-        "create a user",
-    );
-    (
-        created["id"].as_i64().unwrap(),
-        token_of(server, username).await,
-    )
-}
-
-async fn token_of(server: &Server, username: &str) -> Client {
-    let session = server.anonymous().login(username, PASSWORD).await;
-    let (status, created) = session
-        .send(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(json!({"name": "test"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    server
-        .anonymous()
-        .with_token(created["secret"].as_str().unwrap())
 }
 
 struct Fixture {

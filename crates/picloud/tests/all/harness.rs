@@ -15,6 +15,8 @@ use sqlx::Connection;
 
 /// The owner's password in every test server.
 pub const OWNER_PASSWORD: &str = "correct horse battery staple";
+/// The password of every user that [`user_with_token`] creates.
+pub const USER_PASSWORD: &str = "a password long enough";
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -237,6 +239,42 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A user created by `owner` with `instance_role` `role` and the password
+/// [`USER_PASSWORD`]; returns its id and a client with an API token of its own.
+pub async fn user_with_token(
+    server: &Server,
+    owner: &Client,
+    username: &str,
+    role: &str,
+) -> (i64, Client) {
+    let (status, created) = owner
+        .send(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(serde_json::json!({
+                "username": username,
+                "email": format!("{username}@example.com"),
+                "password": USER_PASSWORD,
+                "instance_role": role,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "create a user: {created}");
+    let session = server.anonymous().login(username, USER_PASSWORD).await;
+    let (status, token) = session
+        .send(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(serde_json::json!({"name": "test"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let client = server
+        .anonymous()
+        .with_token(token["secret"].as_str().unwrap());
+    (created["id"].as_i64().unwrap(), client)
 }
 
 /// A client of the test server.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Client, Instance, assert_error};
+use crate::harness::{Backend, Client, Instance, assert_error, user_with_token};
 use crate::per_backend;
 
 const SCRIPT: &str = r#"
@@ -494,18 +494,7 @@ async fn a_tail_ends_when_its_caller_loses_access(backend: Backend) {
     assert_eq!(status, 201);
     let (status, _) = owner.deploy("logs", "greet", SCRIPT).await;
     assert_eq!(status, 201);
-    let password = "a password long enough";
-    let (status, user) = owner
-        .send(
-            Method::POST,
-            "/api/v1/admin/users",
-            Some(
-                json!({"username": "watcher", "email": "watcher@example.com",
-                        "password": password, "instance_role": "member"}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201, "{user}");
+    let (watcher_id, watcher) = user_with_token(&server, &owner, "watcher", "member").await;
     let (status, body) = owner
         .send(
             Method::POST,
@@ -514,18 +503,6 @@ async fn a_tail_ends_when_its_caller_loses_access(backend: Backend) {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let session = server.anonymous().login("watcher", password).await;
-    let (status, token) = session
-        .send(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(json!({"name": "tail"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{token}");
-    let watcher = server
-        .anonymous()
-        .with_token(token["secret"].as_str().unwrap());
 
     let mut stream = open_stream(&watcher, "", None).await;
     let visitor = server.anonymous();
@@ -539,7 +516,7 @@ async fn a_tail_ends_when_its_caller_loses_access(backend: Backend) {
     let (status, body) = owner
         .send(
             Method::DELETE,
-            &format!("/api/v1/apps/logs/members/{}", user["id"]),
+            &format!("/api/v1/apps/logs/members/{watcher_id}"),
             None,
         )
         .await;
