@@ -128,7 +128,7 @@ impl WarmInstance {
             Ok(output) => output,
             Err(error) => return Err(warm.classify(error, limits)),
         };
-        match decode::<LoadOutcome>(&output) {
+        match decode::<LoadOutcome>(warm.output(output)) {
             Ok(LoadOutcome::Loaded) => Ok(warm),
             Ok(LoadOutcome::CompileError { message, position }) => {
                 Err(InvokeError::Compile(CompileError { message, position }))
@@ -189,7 +189,7 @@ impl WarmInstance {
         self.store.data_mut().end_invocation();
         let result = match called {
             Err(error) => Err(self.classify(error, limits)),
-            Ok(output) => match decode::<HandleOutcome>(&output) {
+            Ok(output) => match decode::<HandleOutcome>(self.output(output)) {
                 Ok(HandleOutcome::Response(response)) => Ok(response),
                 Ok(HandleOutcome::Error(error)) => Err(match error.kind {
                     ScriptErrorKind::Runtime => InvokeError::Runtime {
@@ -234,13 +234,13 @@ impl WarmInstance {
         self.memory.data_size(&self.store) as u64
     }
 
-    /// Copies `input` into a fresh guest buffer, calls `function` with it and
-    /// copies the packed output slice back out.
+    /// Copies `input` into a guest buffer, calls `function` with it and
+    /// returns where in the guest's memory its packed output lies.
     async fn call(
         &mut self,
         function: TypedFunc<(i32, i32), i64>,
         input: &[u8],
-    ) -> wasmtime::Result<Vec<u8>> {
+    ) -> wasmtime::Result<std::ops::Range<usize>> {
         let len =
             i32::try_from(input.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
         let (scratch_ptr, scratch_capacity) = self.scratch;
@@ -256,15 +256,17 @@ impl WarmInstance {
             })?;
         let packed = function.call_async(&mut self.store, (ptr, len)).await?;
         let (out_ptr, out_len) = abi::unpack(packed);
-        let data = self.memory.data(&self.store);
         let start = out_ptr as usize;
-        match start
-            .checked_add(out_len as usize)
-            .and_then(|end| data.get(start..end))
-        {
-            Some(bytes) => Ok(bytes.to_vec()),
-            None => wasmtime::bail!("the guest returned an output buffer outside its memory"),
+        match start.checked_add(out_len as usize) {
+            Some(end) if end <= self.memory.data_size(&self.store) => Ok(start..end),
+            _ => wasmtime::bail!("the guest returned an output buffer outside its memory"),
         }
+    }
+
+    /// The guest's output buffer that [`call`](Self::call) checked, read in
+    /// place (decoding copies what it keeps).
+    fn output(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.memory.data(&self.store)[range]
     }
 
     /// Classifies a failed call; every such failure poisons the instance.

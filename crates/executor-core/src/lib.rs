@@ -437,13 +437,18 @@ impl Executor {
     }
 
     fn pool(&self, version_id: u64) -> Arc<ScriptPool> {
+        let mut created = false;
         let pool = self.inner.pools.get_with(version_id, || {
+            created = true;
             Arc::new(ScriptPool {
                 idle: Mutex::new(Vec::new()),
                 retired: Default::default(),
             })
         });
-        if self.inner.retired.lock().unwrap().contains_key(&version_id) {
+        // `retire` marks the pool it removes; only a pool made since then
+        // needs marking here (the request looked the version up before the
+        // deploy), so the common case takes no global lock.
+        if created && self.inner.retired.lock().unwrap().contains_key(&version_id) {
             pool.retired.store(true, Ordering::SeqCst);
         }
         pool
@@ -494,10 +499,15 @@ impl Executor {
             return;
         }
         idle.push(instance);
+        // The reaper only needs waking when it sleeps for want of work;
+        // a condition variable's notify is a system call even when nobody
+        // waits, too dear to pay on every return of a lone instance.
         if inner.warm_total.fetch_add(1, Ordering::SeqCst) == 0 {
             let mut has_work = inner.reaper.state.lock().unwrap();
-            *has_work = true;
-            inner.reaper.wake.notify_one();
+            if !*has_work {
+                *has_work = true;
+                inner.reaper.wake.notify_one();
+            }
         }
     }
 }
@@ -578,8 +588,11 @@ fn start_reaper(inner: &Arc<Inner>) {
                     }
                 }
                 inner.pools.run_pending_tasks();
+                // Checked under the lock that `give_back` takes after
+                // counting a new warm instance, so that wake-up is not lost.
+                let mut has_work = signal.state.lock().unwrap();
                 if inner.warm_total.load(Ordering::SeqCst) == 0 {
-                    *signal.state.lock().unwrap() = false;
+                    *has_work = false;
                 }
             }
         })
