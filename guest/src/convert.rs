@@ -261,7 +261,12 @@ fn encode_body(value: Dynamic, limit: u32) -> Result<(Vec<u8>, Option<&'static s
         return Ok((Vec::new(), None));
     }
     if value.is_string() || value.is_char() {
-        let text = value.to_string();
+        // A string moves out as it is; only a char needs formatting.
+        let text = if value.is_char() {
+            value.to_string()
+        } else {
+            value.into_string().unwrap_or_default()
+        };
         if text.len() > limit as usize {
             return Err(too_large(limit));
         }

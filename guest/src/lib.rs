@@ -19,7 +19,7 @@ use std::cell::RefCell;
 
 use picloud_shared::{
     HandleOutcome, LoadOutcome, LoadRequest, OutputLevel, Position, Request, RhaiLimits,
-    ScriptError, ScriptErrorKind, abi, decode, encode,
+    ScriptError, ScriptErrorKind, abi, decode, encode, encode_into,
 };
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
 
@@ -235,8 +235,12 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
     let input = unsafe { Input::take(ptr, len) };
     with_guest(|guest| {
         // Release the previous response before building the next one, so an
-        // instance never holds two large bodies at once.
-        guest.output = Vec::new();
+        // instance never holds two large bodies at once; a small buffer is
+        // kept and reused.
+        let mut buffer = std::mem::take(&mut guest.output);
+        if buffer.capacity() > REUSED_OUTPUT_BYTES {
+            buffer = Vec::new();
+        }
         let outcome = if !guest.reads_request {
             drop(input);
             run(guest, None)
@@ -253,8 +257,28 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
                 }
             }
         };
-        hand_over(guest, encode(&outcome))
+        buffer.clear();
+        buffer.reserve(encoded_size_hint(&outcome));
+        hand_over(guest, encode_into(&outcome, buffer))
     })
+}
+
+/// The largest response buffer an instance keeps for the next response.
+const REUSED_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// About the size of `outcome` encoded, so that encoding grows no buffer.
+fn encoded_size_hint(outcome: &HandleOutcome) -> usize {
+    match outcome {
+        HandleOutcome::Response(response) => {
+            let headers: usize = response
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 4)
+                .sum();
+            response.body.len() + headers + 16
+        }
+        HandleOutcome::Error(error) => error.message.len() + 32,
+    }
 }
 
 /// Runs the loaded script; `request` is `None` when the script never reads it.

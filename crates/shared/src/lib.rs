@@ -50,6 +50,13 @@ pub fn encode<T: serde::Serialize>(message: &T) -> Vec<u8> {
     postcard::to_allocvec(message).expect("ABI messages always serialise")
 }
 
+/// Encodes a message into `buffer` (cleared first), reusing its capacity:
+/// the guest encodes every response this way into one buffer.
+pub fn encode_into<T: serde::Serialize>(message: &T, mut buffer: Vec<u8>) -> Vec<u8> {
+    buffer.clear();
+    postcard::to_extend(message, buffer).expect("ABI messages always serialise")
+}
+
 /// Decodes a message received from the other side of the ABI.
 pub fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)
