@@ -112,11 +112,47 @@ impl<'de> Visitor<'de> for RhaiValue {
 
     fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Dynamic, A::Error> {
         let mut map = Map::new();
-        while let Some(key) = entries.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = entries.next_key_seed(MapKey)? {
             let value = entries.next_value_seed(RhaiValue)?;
-            map.insert(key.as_ref().into(), value);
+            map.insert(key, value);
         }
         Ok(Dynamic::from_map(map))
+    }
+}
+
+/// An object's key, built straight into a map key. (Deserialising a
+/// `Cow<str>` always allocates a `String`; a short key needs no allocation
+/// at all as an inline `Identifier`.)
+struct MapKey;
+
+/// Rhai's map key type (`Identifier`), which Rhai does not export by name.
+type Key = <Map as KeyOf>::Key;
+
+trait KeyOf {
+    type Key;
+}
+
+impl<K, V> KeyOf for std::collections::BTreeMap<K, V> {
+    type Key = K;
+}
+
+impl<'de> DeserializeSeed<'de> for MapKey {
+    type Value = Key;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MapKey {
+    type Value = Key;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(value.into())
     }
 }
 
