@@ -281,7 +281,8 @@ fn encode_body(value: Dynamic, limit: u32) -> Result<(Vec<u8>, Option<&'static s
     }
     if value.is_map() || value.is_array() || value.is_int() || value.is_float() || value.is_bool() {
         let mut writer = LimitedWriter {
-            bytes: Vec::new(),
+            // Most JSON answers are small; start past the first few growths.
+            bytes: Vec::with_capacity((limit as usize).min(128)),
             limit: limit as usize,
         };
         return match serde_json::to_writer(&mut writer, &value) {
