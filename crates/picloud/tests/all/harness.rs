@@ -216,8 +216,14 @@ impl Server {
     /// Logs in as the owner with a password and returns a client with a
     /// fresh API token.
     pub async fn owner(&self) -> Client {
+        self.login_with_token("owner", OWNER_PASSWORD).await
+    }
+
+    /// Logs in with a password and returns a client with a fresh API token
+    /// of that account.
+    pub async fn login_with_token(&self, login: &str, password: &str) -> Client {
         let anonymous = self.anonymous();
-        let session = anonymous.login("owner", OWNER_PASSWORD).await;
+        let session = anonymous.login(login, password).await;
         let (status, created) = session
             .send(
                 Method::POST,
@@ -262,18 +268,7 @@ pub async fn user_with_token(
         )
         .await;
     assert_eq!(status, 201, "create a user: {created}");
-    let session = server.anonymous().login(username, USER_PASSWORD).await;
-    let (status, token) = session
-        .send(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(serde_json::json!({"name": "test"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{token}");
-    let client = server
-        .anonymous()
-        .with_token(token["secret"].as_str().unwrap());
+    let client = server.login_with_token(username, USER_PASSWORD).await;
     (created["id"].as_i64().unwrap(), client)
 }
 
