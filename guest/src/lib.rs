@@ -240,6 +240,8 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
         let mut buffer = std::mem::take(&mut guest.output);
         if buffer.capacity() > REUSED_OUTPUT_BYTES {
             buffer = Vec::new();
+        } else {
+            buffer.clear();
         }
         let outcome = if !guest.reads_request {
             drop(input);
@@ -257,7 +259,6 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
                 }
             }
         };
-        buffer.clear();
         buffer.reserve(encoded_size_hint(&outcome));
         hand_over(guest, encode_into(&outcome, buffer))
     })
