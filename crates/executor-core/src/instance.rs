@@ -139,20 +139,22 @@ impl WarmInstance {
         }
     }
 
-    /// Handles one request. Per-invocation state (fuel, deadline, output) is
-    /// reset first, so every invocation gets its full budget.
+    /// Handles one request, started at `now`. Per-invocation state (fuel,
+    /// deadline, output) is reset first, so every invocation gets its full
+    /// budget. The call's end is read once, into `last_used`, which the
+    /// caller also uses for the invocation's duration.
     pub async fn handle(
         &mut self,
         request: Option<&Request>,
         limits: &InvocationLimits,
         ticker: &EpochTicker,
         context: InvocationContext,
+        now: Instant,
     ) -> (
         Result<Response, InvokeError>,
         Vec<OutputLine>,
         InvocationStats,
     ) {
-        let now = Instant::now();
         let deadline = match context.deadline {
             Some(deadline) => deadline.min(now + limits.deadline()),
             None => now + limits.deadline(),
@@ -167,6 +169,7 @@ impl WarmInstance {
         };
         if let Err(error) = self.store.set_fuel(limits.fuel) {
             self.poisoned = true;
+            self.last_used = Instant::now();
             return (Err(trap(format!("{error}"))), Vec::new(), stats);
         }
         self.store

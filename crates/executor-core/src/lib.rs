@@ -404,16 +404,20 @@ impl Executor {
                 Err(error) => return failed(error, true),
             },
         };
+        // A warm start took no time worth a second clock reading; a cold
+        // one must not spend the script's deadline on creating its instance.
+        let handle_started = if cold_start { Instant::now() } else { started };
         let (result, output, mut stats) = instance
             .handle(
                 script.reads_request.then_some(&request),
                 &script.limits,
                 &self.inner.ticker,
                 context,
+                handle_started,
             )
             .await;
         stats.cold_start = cold_start;
-        stats.duration = started.elapsed();
+        stats.duration = instance.last_used.saturating_duration_since(started);
         self.give_back(&pool, instance);
         Invocation {
             result,
