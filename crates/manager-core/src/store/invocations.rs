@@ -541,19 +541,32 @@ impl Store {
 
     /// Enforces retention: deletes records that started before `now -
     /// max_age`, then, per app, every record beyond its `max_per_app` newest.
+    ///
+    /// Old records go app by app (every record's app exists: deleting an app
+    /// deletes its records), each on `invocations_app_started_at`, so no
+    /// index on `started_at` alone is kept up to date on every insert.
     pub async fn prune_invocations(
         &self,
         max_per_app: u32,
         max_age: Duration,
     ) -> StoreResult<PruneOutcome> {
         let cutoff = Timestamp::now().before(max_age);
-        let too_old = on_pool!(self, pool => {
-            sqlx::query("DELETE FROM invocations WHERE started_at < $1")
-                .bind(cutoff)
-                .execute(pool)
+        let apps: Vec<AppId> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM apps ORDER BY id")
+                .fetch_all(pool)
                 .await?
-                .rows_affected()
         });
+        let mut too_old = 0;
+        for app_id in apps {
+            too_old += on_pool!(self, pool => {
+                sqlx::query("DELETE FROM invocations WHERE app_id = $1 AND started_at < $2")
+                    .bind(app_id)
+                    .bind(cutoff)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
         let keep = i64::from(max_per_app);
         let crowded: Vec<AppId> = on_pool!(self, pool => {
             sqlx::query_scalar(
