@@ -149,6 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             crate::static_files::StaticFiles {
                 files: app_files,
                 store: store.clone(),
+                slugs: crate::static_files::slug_cache(),
                 routes: routes.clone(),
                 ingress: ingress_router(ingress.clone()),
             },

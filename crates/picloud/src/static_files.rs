@@ -28,6 +28,12 @@ use picloud_orchestrator_core::RouteTable;
 use serde_json::json;
 use tower::ServiceExt;
 
+/// How long the answer to "which app has this slug" is kept for an app
+/// that has no active script (and so is not in the routing table), found or
+/// not. A new app's files may answer `404` for this long if its slug was
+/// asked for just before it was created.
+pub const SLUG_LOOKUP_TTL: Duration = Duration::from_secs(2);
+
 /// What the static file routes need.
 #[derive(Clone)]
 pub struct StaticFiles {
@@ -35,6 +41,10 @@ pub struct StaticFiles {
     pub files: AppFiles,
     /// The store, to find an app that has no active script by its slug.
     pub store: Store,
+    /// Recent store lookups by slug (see [`SLUG_LOOKUP_TTL`]), so that a
+    /// flood of requests for one unknown or script-less app costs one
+    /// query, not one each.
+    pub slugs: SlugCache,
     /// The routing table: slugs of apps with scripts, and domains.
     pub routes: Arc<RouteTable>,
     /// The script ingress, for `/{script}/_static/...` on an app's domain.
@@ -112,18 +122,37 @@ async fn serve_by_domain(
     }
 }
 
+/// App ids by slug, as recently found in the store (`None`: no such app).
+pub type SlugCache = moka::future::Cache<String, Option<AppId>>;
+
+/// An empty [`SlugCache`], bounded in entries and in age.
+pub fn slug_cache() -> SlugCache {
+    moka::future::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_live(SLUG_LOOKUP_TTL)
+        .build()
+}
+
 /// The app's id: from the routing table when it has scripts (no database
-/// access), else from the store.
+/// access), else from the store through the [`SlugCache`]. A name that is
+/// not a valid slug never reaches the store; concurrent lookups of one slug
+/// share one query.
 async fn app_id(state: &StaticFiles, slug: &str) -> Result<Option<AppId>, Response> {
     if let Some(app) = state.routes.load().app(slug) {
         return Ok(Some(AppId(app.id)));
     }
-    if picloud_orchestrator_core::is_reserved_app_slug(slug) {
+    if picloud_manager_core::validate::app_slug(slug).is_err() {
         return Ok(None);
     }
-    match state.store.app_by_slug(slug).await {
-        Ok(app) => Ok(Some(app.id)),
-        Err(StoreError::NotFound { .. } | StoreError::Invalid { .. }) => Ok(None),
+    let lookup = async {
+        match state.store.app_by_slug(slug).await {
+            Ok(app) => Ok(Some(app.id)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(store_error) => Err(store_error),
+        }
+    };
+    match state.slugs.try_get_with_by_ref(slug, lookup).await {
+        Ok(app_id) => Ok(app_id),
         Err(store_error) => {
             tracing::error!(error = %store_error, "cannot look up an app for a static file");
             Err(error(

@@ -172,11 +172,42 @@ async fn static_files(backend: Backend) {
         "/site/_static/missing.css",
         "/other/_static/css/site.css",
         "/nope/_static/css/site.css",
+        "/Not_A_Slug/_static/css/site.css",
+        "/healthz/_static/css/site.css",
     ] {
         let (status, _, body) = anonymous.call("GET", path, &[], None).await;
         assert_eq!(status, 404, "{path}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+
+    // "No such app" is remembered for a short while only: an app created
+    // right after a miss serves its files once that has expired.
+    let (status, _, _) = anonymous
+        .call("GET", "/later/_static/page.html", &[], None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = owner
+        .send(Method::POST, "/api/v1/apps", Some(json!({"slug": "later"})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = put_file(&owner, "later", "page.html", b"<p>hi</p>".to_vec()).await;
+    assert_eq!(status, 201, "{body}");
+    let created = std::time::Instant::now();
+    loop {
+        let (status, _, body) = anonymous
+            .call("GET", "/later/_static/page.html", &[], None)
+            .await;
+        if status == 200 {
+            assert_eq!(body, "<p>hi</p>");
+            break;
+        }
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            created.elapsed() < std::time::Duration::from_secs(10),
+            "a new app's file still answers 404 long after the lookup expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     // Escapes: never a file's contents, whatever the encoding.
