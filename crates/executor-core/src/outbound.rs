@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use picloud_shared::HttpAllowPattern;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -429,56 +430,12 @@ pub fn validate_allow_private(entries: &[String]) -> Result<(), String> {
         .try_for_each(|entry| Exemption::parse(entry).map(|_| ()))
 }
 
-/// Checks one pattern of an app's allow-list: `host`, `*.domain`, an IP
-/// literal (`[v6]` for IPv6), each with an optional `:port`. For the API
-/// that stores the list.
-pub fn validate_host_pattern(pattern: &str) -> Result<(), String> {
-    let invalid = |why: &str| format!("`{pattern}` is not a host pattern: {why}");
-    let (host, _port) =
-        split_host_port(pattern.trim()).ok_or_else(|| invalid("the port is not a number"))?;
-    let host = host.strip_prefix("*.").unwrap_or(host);
-    if host.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let label_is_valid = |label: &str| {
-        (1..=63).contains(&label.len())
-            && label
-                .chars()
-                .all(|character| character.is_ascii_alphanumeric() || character == '-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_is_valid) {
-        return Err(invalid(
-            "use a host name (letters, digits, '-', dots), `*.domain` or an IP address, with an optional :port; no scheme or path",
-        ));
-    }
-    Ok(())
-}
-
 /// Whether `host:port` matches one of the app's patterns.
 fn host_is_allowed(patterns: &[String], host: &str, port: u16) -> bool {
+    // The control plane stored these through the same parser; one that
+    // does not parse (edited by hand in the database) allows nothing.
     patterns.iter().any(|pattern| {
-        let Some((pattern_host, pattern_port)) = split_host_port(pattern.trim()) else {
-            return false;
-        };
-        let port_matches = match pattern_port {
-            Some(wanted) => wanted == port,
-            None => port == 80 || port == 443,
-        };
-        if !port_matches {
-            return false;
-        }
-        let pattern_host = normalize_host(pattern_host);
-        match pattern_host.strip_prefix("*.") {
-            Some(domain) => host
-                .strip_suffix(domain)
-                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
-            None => match (pattern_host.parse::<IpAddr>(), host.parse::<IpAddr>()) {
-                (Ok(pattern_ip), Ok(ip)) => canonical(pattern_ip) == canonical(ip),
-                _ => pattern_host == host,
-            },
-        }
+        HttpAllowPattern::parse(pattern).is_ok_and(|pattern| pattern.matches(host, port))
     })
 }
 
@@ -984,22 +941,6 @@ mod tests {
         assert!(!host_is_allowed(&patterns, "127.0.0.1", 8081));
         assert!(host_is_allowed(&patterns, "::1", 9000));
         assert!(!host_is_allowed(&[], "api.example.com", 443));
-    }
-
-    #[test]
-    fn host_patterns_are_validated() {
-        for good in [
-            "api.example.com",
-            "*.example.com",
-            "127.0.0.1:80",
-            "[::1]:1",
-            "host:8080",
-        ] {
-            assert!(validate_host_pattern(good).is_ok(), "{good}");
-        }
-        for bad in ["", "http://x", "a/b", "x:port", "*", "a..b", "-a.com"] {
-            assert!(validate_host_pattern(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! is versioned through [`abi::ABI_VERSION`].
 
 pub mod abi;
+mod allow;
 mod messages;
 
+pub use allow::HttpAllowPattern;
 pub use messages::*;
 
 /// First path segments that belong to PiCloud itself, never to an app: the
