@@ -99,7 +99,7 @@ impl RecordSink for StoreRecordSink {
                 .inspect(log_record)
                 .map(to_new_invocation)
                 .collect();
-            match self.store.insert_invocations(&batch).await {
+            match self.store.insert_invocations(batch).await {
                 Ok(stored) => {
                     for record in stored {
                         // No live tail listening is not an error.

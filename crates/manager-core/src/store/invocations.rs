@@ -3,6 +3,7 @@
 //! background so that the table cannot grow without limit.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -225,11 +226,76 @@ const INSERT_COLUMNS: &str = "INSERT INTO invocations (id, app_id, script_id, sc
      \"trigger\", status, error_code, error_message, request_id, started_at, duration_us, fuel_used, \
      fuel_limit, memory_bytes, memory_limit_bytes, cold_start, output, output_truncated)";
 
-/// Rows per `INSERT`. A batch is written as full chunks through one prepared
-/// statement that each connection caches (parsing a multi-row `INSERT` costs
-/// about as much as running it), then one uncached statement for the rest.
-/// Small enough that the cached statement stays a few tens of kilobytes.
-const INSERT_CHUNK: usize = 32;
+/// Values per row of that insert.
+const INSERT_FIELDS: usize = 19;
+
+/// Most rows per `INSERT`. A batch is written as chunks of this many
+/// records, then the rest in chunks of halving sizes (64, 32, ..., 1): at
+/// most eight statement texts, each prepared once per connection and
+/// cached, since parsing a multi-row `INSERT` costs about as much as running
+/// it. Fewer, larger statements also mean fewer round trips to SQLite's
+/// worker thread; at 128 rows (2,432 values) every cached statement together
+/// stays well under a megabyte per connection.
+const INSERT_CHUNK: usize = 128;
+
+/// The chunk sizes [`Store::insert_invocations`] writes `rows` records in:
+/// full chunks first, then the binary digits of the rest, largest first.
+fn chunk_sizes(rows: usize) -> impl Iterator<Item = usize> {
+    let full = std::iter::repeat_n(INSERT_CHUNK, rows / INSERT_CHUNK);
+    let rest = rows % INSERT_CHUNK;
+    let halves = (0..INSERT_CHUNK.trailing_zeros())
+        .rev()
+        .map(|bit| 1 << bit)
+        .filter(move |size| rest & size != 0);
+    full.chain(halves)
+}
+
+/// The multi-row `INSERT` of `rows` records on `backend`, with each
+/// backend's own placeholders: `?` on SQLite (binding to a numbered
+/// parameter there costs a lookup by name) and `$1`, `$2`, ... on PostgreSQL.
+fn insert_sql(backend: Backend, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(INSERT_COLUMNS.len() + 40 + rows * INSERT_FIELDS * 6);
+    sql.push_str(INSERT_COLUMNS);
+    if backend == Backend::Postgres {
+        // Ids are taken from the sequence up front.
+        sql.push_str(" OVERRIDING SYSTEM VALUE");
+    }
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for field in 0..INSERT_FIELDS {
+            let separator = if field == 0 { "" } else { ", " };
+            match backend {
+                Backend::Sqlite => {
+                    sql.push_str(separator);
+                    sql.push('?');
+                }
+                Backend::Postgres => {
+                    let _ = write!(sql, "{separator}${}", row * INSERT_FIELDS + field + 1);
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The `INSERT` of `rows` records (a size [`chunk_sizes`] yields) on
+/// `backend`, built once per process: sqlx finds its cached prepared
+/// statement by the text, so there is no reason to build the text again
+/// for every chunk.
+fn chunk_insert_sql(backend: Backend, rows: usize) -> &'static str {
+    const SIZES: usize = INSERT_CHUNK.trailing_zeros() as usize + 1;
+    static SQLITE: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    static POSTGRES: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    debug_assert!(rows.is_power_of_two() && rows <= INSERT_CHUNK);
+    let cells = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cells[rows.trailing_zeros() as usize].get_or_init(|| insert_sql(backend, rows))
+}
 
 /// A value bound to a query built at run time.
 enum Bind {
@@ -242,13 +308,15 @@ impl Store {
     /// their ids, in order. Records of an app that no longer exists (deleted
     /// while they waited in memory) are skipped, not an error.
     ///
-    /// Multi-row `INSERT`s of [`INSERT_CHUNK`] records, with ids taken
+    /// Multi-row `INSERT`s of up to [`INSERT_CHUNK`] records, with ids taken
     /// up front (the sequence on PostgreSQL; on SQLite, after the highest
     /// id ever used, inside the write lock), so the server can keep up with
-    /// tens of thousands of invocations a second on a small board.
+    /// tens of thousands of invocations a second on a small board. The
+    /// batch is taken by value and moved into the result, so writing it
+    /// copies no record.
     pub async fn insert_invocations(
         &self,
-        batch: &[NewInvocation],
+        batch: Vec<NewInvocation>,
     ) -> StoreResult<Vec<StoredInvocation>> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -263,25 +331,22 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let on_sqlite = self.backend() == Backend::Sqlite;
-        let insert_head = match self.backend() {
-            Backend::Sqlite => format!("{INSERT_COLUMNS} "),
-            Backend::Postgres => format!("{INSERT_COLUMNS} OVERRIDING SYSTEM VALUE "),
-        };
+        let backend = self.backend();
         let stored = write_transaction!(self, transaction => {
             let mut live_apps = sqlx::query_scalar::<_, i64>(&apps_sql);
             for app_id in &app_ids {
                 live_apps = live_apps.bind(*app_id);
             }
             let live_apps = live_apps.fetch_all(&mut *transaction).await?;
-            let rows: Vec<&NewInvocation> = batch
-                .iter()
+            let rows: Vec<NewInvocation> = batch
+                .into_iter()
                 .filter(|invocation| live_apps.contains(&invocation.app_id.0))
                 .collect();
-            let mut stored = Vec::with_capacity(rows.len());
-            if !rows.is_empty() {
+            if rows.is_empty() {
+                Vec::new()
+            } else {
                 let count = rows.len() as i64;
-                let ids: Vec<i64> = if on_sqlite {
+                let ids: Vec<i64> = if backend == Backend::Sqlite {
                     // The write lock is held: nobody else takes ids meanwhile.
                     let last: i64 = sqlx::query_scalar(
                         "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence \
@@ -300,45 +365,49 @@ impl Store {
                     .fetch_all(&mut *transaction)
                     .await?
                 };
-                for (chunk, chunk_ids) in rows.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
-                    let mut insert = sqlx::QueryBuilder::new(&insert_head);
-                    insert.push_values(chunk.iter().zip(chunk_ids), |mut row, (invocation, id)| {
-                        row.push_bind(*id)
-                            .push_bind(invocation.app_id)
-                            .push_bind(invocation.script_id)
-                            .push_bind(invocation.script_name.as_str())
-                            .push_bind(invocation.version_id)
-                            .push_bind(invocation.trigger.as_str())
-                            .push_bind(i32::from(invocation.status))
-                            .push_bind(invocation.error_code.as_deref())
-                            .push_bind(invocation.error_message.as_deref())
-                            .push_bind(invocation.request_id.as_str())
-                            .push_bind(invocation.started_at)
-                            .push_bind(invocation.duration_us)
-                            .push_bind(invocation.fuel_used)
-                            .push_bind(invocation.fuel_limit)
-                            .push_bind(invocation.memory_bytes)
-                            .push_bind(invocation.memory_limit_bytes)
-                            .push_bind(invocation.cold_start)
-                            .push_bind(
+                let mut start = 0;
+                for size in chunk_sizes(rows.len()) {
+                    let (chunk, chunk_ids) =
+                        (&rows[start..start + size], &ids[start..start + size]);
+                    start += size;
+                    let mut insert = sqlx::query(chunk_insert_sql(backend, size));
+                    for (invocation, id) in chunk.iter().zip(chunk_ids) {
+                        insert = insert
+                            .bind(*id)
+                            .bind(invocation.app_id)
+                            .bind(invocation.script_id)
+                            .bind(invocation.script_name.as_str())
+                            .bind(invocation.version_id)
+                            .bind(invocation.trigger.as_str())
+                            .bind(i32::from(invocation.status))
+                            .bind(invocation.error_code.as_deref())
+                            .bind(invocation.error_message.as_deref())
+                            .bind(invocation.request_id.as_str())
+                            .bind(invocation.started_at)
+                            .bind(invocation.duration_us)
+                            .bind(invocation.fuel_used)
+                            .bind(invocation.fuel_limit)
+                            .bind(invocation.memory_bytes)
+                            .bind(invocation.memory_limit_bytes)
+                            .bind(invocation.cold_start);
+                        // Most invocations print nothing: no JSON to write for them.
+                        insert = if invocation.output.is_empty() {
+                            insert.bind("[]")
+                        } else {
+                            insert.bind(
                                 serde_json::to_string(&invocation.output)
                                     .unwrap_or_else(|_| "[]".to_owned()),
                             )
-                            .push_bind(invocation.output_truncated);
-                    });
-                    // Only the full-chunk statement is cached: every other size
-                    // would be one more statement held by each connection.
-                    let persistent = chunk.len() == INSERT_CHUNK;
-                    insert.build().persistent(persistent).execute(&mut *transaction).await?;
+                        };
+                        insert = insert.bind(invocation.output_truncated);
+                    }
+                    insert.execute(&mut *transaction).await?;
                 }
-                for (invocation, id) in rows.into_iter().zip(ids) {
-                    stored.push(StoredInvocation {
-                        id,
-                        invocation: invocation.clone(),
-                    });
-                }
+                rows.into_iter()
+                    .zip(ids)
+                    .map(|(invocation, id)| StoredInvocation { id, invocation })
+                    .collect()
             }
-            stored
         });
         Ok(stored)
     }
@@ -642,6 +711,35 @@ fn summarize(start: Timestamp, mut durations: Vec<i64>, errors: u64) -> Invocati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_split_into_few_cached_chunk_sizes() {
+        for rows in [0, 1, 2, 3, 100, 127, 128, 129, 1_000, 1_203] {
+            let sizes: Vec<usize> = chunk_sizes(rows).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows}: {sizes:?}");
+            assert!(sizes.windows(2).all(|pair| pair[0] >= pair[1]), "{sizes:?}");
+            assert!(
+                sizes
+                    .iter()
+                    .all(|size| size.is_power_of_two() && *size <= INSERT_CHUNK)
+            );
+        }
+        assert_eq!(
+            chunk_sizes(1_000).collect::<Vec<_>>(),
+            [128, 128, 128, 128, 128, 128, 128, 64, 32, 8]
+        );
+    }
+
+    #[test]
+    fn insert_statements_have_one_placeholder_per_value() {
+        let sqlite = chunk_insert_sql(Backend::Sqlite, 4);
+        assert_eq!(sqlite.matches('?').count(), 4 * INSERT_FIELDS);
+        assert!(!sqlite.contains('$'));
+        let postgres = chunk_insert_sql(Backend::Postgres, 2);
+        assert!(postgres.contains("OVERRIDING SYSTEM VALUE VALUES ($1, $2, "));
+        assert!(postgres.ends_with(&format!("${})", 2 * INSERT_FIELDS)));
+        assert_eq!(postgres.matches('$').count(), 2 * INSERT_FIELDS);
+    }
 
     #[test]
     fn buckets_summarize_durations() {

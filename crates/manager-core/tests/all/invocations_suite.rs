@@ -64,7 +64,7 @@ pub async fn invocations_are_stored_in_batches_and_read_back(database: &TestData
     });
     let failed = record(app.id, "hello", 500, Duration::ZERO, 4);
     let stored = store
-        .insert_invocations(&[first.clone(), failed.clone()])
+        .insert_invocations(vec![first.clone(), failed.clone()])
         .await
         .unwrap();
     assert_eq!(stored.len(), 2);
@@ -94,12 +94,12 @@ pub async fn invocations_are_stored_in_batches_and_read_back(database: &TestData
             .unwrap()
             .is_none()
     );
-    assert!(store.insert_invocations(&[]).await.unwrap().is_empty());
+    assert!(store.insert_invocations(Vec::new()).await.unwrap().is_empty());
 
     // Records of an app deleted while they waited are skipped, not an error.
     let gone = record(AppId(987_654), "hello", 200, Duration::ZERO, 1);
     let kept = record(app.id, "hello", 201, Duration::ZERO, 1);
-    let stored = store.insert_invocations(&[gone, kept]).await.unwrap();
+    let stored = store.insert_invocations(vec![gone, kept]).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].status, 201);
 
@@ -125,7 +125,7 @@ pub async fn invocations_are_listed_with_filters_and_pages(database: &TestDataba
         record(app.id, "users", 200, minute * 5, 8),
         record(app.id, "users", 502, minute, 9),
     ];
-    let stored = store.insert_invocations(&batch).await.unwrap();
+    let stored = store.insert_invocations(batch.clone()).await.unwrap();
     let statuses = |records: &[picloud_manager_core::StoredInvocation]| {
         records
             .iter()
@@ -248,7 +248,7 @@ pub async fn invocation_stats_bucket_counts_errors_and_durations(database: &Test
         record(app.id, "slow", 200, Duration::ZERO, 1000),
         minute * 90,
     ));
-    store.insert_invocations(&batch).await.unwrap();
+    store.insert_invocations(batch.clone()).await.unwrap();
 
     let since = until.before(minute * 60);
     let series = store
@@ -323,7 +323,7 @@ pub async fn retention_removes_old_records_and_keeps_recent_ones(database: &Test
     // Quiet: one old record and one recent one.
     batch.push(record(quiet.id, "old", 200, day * 30, 1));
     batch.push(record(quiet.id, "new", 200, Duration::from_secs(5), 1));
-    let stored = store.insert_invocations(&batch).await.unwrap();
+    let stored = store.insert_invocations(batch.clone()).await.unwrap();
 
     let outcome = store.prune_invocations(5, day * 7).await.unwrap();
     assert_eq!(outcome.too_old, 4);
@@ -386,7 +386,7 @@ pub async fn a_live_tail_without_a_feed_polls_the_store(database: &TestDatabase)
         .unwrap();
     let app = store.create_app("tail", "Tail").await.unwrap();
     store
-        .insert_invocations(&[record(app.id, "old", 200, Duration::ZERO, 1)])
+        .insert_invocations(vec![record(app.id, "old", 200, Duration::ZERO, 1)])
         .await
         .unwrap();
     let state = ApiState::new(
@@ -404,7 +404,7 @@ pub async fn a_live_tail_without_a_feed_polls_the_store(database: &TestDatabase)
     let mut body = response.into_body().into_data_stream();
 
     store
-        .insert_invocations(&[record(app.id, "new", 201, Duration::ZERO, 1)])
+        .insert_invocations(vec![record(app.id, "new", 201, Duration::ZERO, 1)])
         .await
         .unwrap();
     let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
@@ -441,7 +441,7 @@ pub async fn large_batches_keep_order_and_ids_never_repeat(database: &TestDataba
             invocation
         })
         .collect();
-    let stored = store.insert_invocations(&batch).await.unwrap();
+    let stored = store.insert_invocations(batch.clone()).await.unwrap();
     assert_eq!(stored.len(), 1_203 - 12);
     assert!(stored.windows(2).all(|pair| pair[0].id < pair[1].id));
     for stored in [&stored[0], &stored[600], &stored[1_190]] {
@@ -453,7 +453,7 @@ pub async fn large_batches_keep_order_and_ids_never_repeat(database: &TestDataba
     store.delete_app(app.id).await.unwrap();
     let again = store.create_app("busy2", "Busy").await.unwrap();
     let next = store
-        .insert_invocations(&[record(again.id, "bulk", 200, Duration::ZERO, 1)])
+        .insert_invocations(vec![record(again.id, "bulk", 200, Duration::ZERO, 1)])
         .await
         .unwrap();
     assert!(next[0].id > last, "{} after {last}", next[0].id);
