@@ -94,7 +94,13 @@ pub async fn invocations_are_stored_in_batches_and_read_back(database: &TestData
             .unwrap()
             .is_none()
     );
-    assert!(store.insert_invocations(Vec::new()).await.unwrap().is_empty());
+    assert!(
+        store
+            .insert_invocations(Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Records of an app deleted while they waited are skipped, not an error.
     let gone = record(AppId(987_654), "hello", 200, Duration::ZERO, 1);
