@@ -9,22 +9,22 @@
 //! load and records nothing.
 //!
 //! - Per invocation: [`observe_invocation`], called by the ingress for every
-//!   [`InvocationRecord`].
+//!   [`InvocationRecord`], through handles each script keeps ([`ScriptSeries`]).
 //! - Sampled when the endpoint renders: [`observe_executor`] (warm pools,
 //!   instances created, evicted, discarded) and [`observe_record_buffer`].
 //! - Emitted by their own subsystems: [`QUEUE_DEPTH`] and
 //!   [`SCHEDULE_LAG_SECONDS`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use metrics::{Counter, Histogram, Unit, histogram};
 use metrics::{SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge};
-use metrics::{Unit, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 pub use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use picloud_executor_core::ExecutorStats;
 
-use crate::records::{InvocationRecord, RecordBuffer};
+use crate::records::{InvocationRecord, RecordBuffer, Trigger};
 
 /// Counter: invocations, by `app`, `script`, `trigger` (`http`, ...) and
 /// `status` (the HTTP status code sent, as a string such as `"200"`).
@@ -158,32 +158,100 @@ pub fn describe() {
     );
 }
 
-/// Counts one finished invocation: [`INVOCATIONS_TOTAL`],
-/// [`INVOCATION_DURATION_SECONDS`], [`FUEL_USED_TOTAL`] and
-/// [`COLD_STARTS_TOTAL`].
-pub fn observe_invocation(record: &InvocationRecord) {
-    // One allocation per label value, shared by the four series.
-    let app = SharedString::from_shared(Arc::<str>::from(record.app_slug.as_str()));
-    let script = SharedString::from_shared(Arc::<str>::from(record.script_name.as_str()));
-    counter!(
-        INVOCATIONS_TOTAL,
-        "app" => app.clone(),
-        "script" => script.clone(),
-        "trigger" => record.trigger.as_str(),
-        "status" => status_label(record.status),
-    )
-    .increment(1);
-    histogram!(
-        INVOCATION_DURATION_SECONDS,
-        "app" => app.clone(),
-        "script" => script.clone(),
-    )
-    .record(record.duration_us as f64 / 1_000_000.0);
-    counter!(FUEL_USED_TOTAL, "app" => app.clone(), "script" => script.clone())
-        .increment(record.fuel_used);
+/// The series [`observe_invocation`] feeds for one script, registered with
+/// the recorder on the script's first invocation and kept with it
+/// ([`ActiveScript::series`](crate::ActiveScript::series)): looking a
+/// labelled series up costs the recorder a dozen allocations and a hash
+/// lookup per series, which every request paid before.
+///
+/// A clone starts empty and registers its own handles (they point at the
+/// same series). Handles belong to the recorder current when they were
+/// registered, so install the recorder before the first invocation.
+#[derive(Default)]
+pub struct ScriptSeries {
+    registered: OnceLock<Registered>,
+}
+
+struct Registered {
+    duration: Histogram,
+    fuel_used: Counter,
+    cold_starts: Counter,
+    /// [`INVOCATIONS_TOTAL`] by trigger and status, as they are first seen;
+    /// a script answers with a handful of statuses at most.
+    invocations: Mutex<Vec<(Trigger, u16, Counter)>>,
+    app: SharedString,
+    script: SharedString,
+}
+
+impl Clone for ScriptSeries {
+    fn clone(&self) -> Self {
+        ScriptSeries::default()
+    }
+}
+
+impl std::fmt::Debug for ScriptSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptSeries")
+            .field("registered", &self.registered.get().is_some())
+            .finish()
+    }
+}
+
+impl ScriptSeries {
+    fn registered(&self, record: &InvocationRecord) -> &Registered {
+        self.registered.get_or_init(|| {
+            let app = SharedString::from_shared(Arc::<str>::from(record.app_slug.as_str()));
+            let script = SharedString::from_shared(Arc::<str>::from(record.script_name.as_str()));
+            Registered {
+                duration: histogram!(
+                    INVOCATION_DURATION_SECONDS,
+                    "app" => app.clone(),
+                    "script" => script.clone(),
+                ),
+                fuel_used: counter!(FUEL_USED_TOTAL, "app" => app.clone(), "script" => script.clone()),
+                cold_starts: counter!(COLD_STARTS_TOTAL, "app" => app.clone(), "script" => script.clone()),
+                invocations: Mutex::new(Vec::new()),
+                app,
+                script,
+            }
+        })
+    }
+}
+
+/// Counts one finished invocation of the script `series` belongs to:
+/// [`INVOCATIONS_TOTAL`], [`INVOCATION_DURATION_SECONDS`],
+/// [`FUEL_USED_TOTAL`] and [`COLD_STARTS_TOTAL`].
+pub fn observe_invocation(record: &InvocationRecord, series: &ScriptSeries) {
+    let registered = series.registered(record);
+    let invocations = {
+        let mut known = registered.invocations.lock().unwrap();
+        match known
+            .iter()
+            .find(|(trigger, status, _)| *trigger == record.trigger && *status == record.status)
+        {
+            Some((_, _, counter)) => counter.clone(),
+            None => {
+                let counter = counter!(
+                    INVOCATIONS_TOTAL,
+                    "app" => registered.app.clone(),
+                    "script" => registered.script.clone(),
+                    "trigger" => record.trigger.as_str(),
+                    "status" => status_label(record.status),
+                );
+                known.push((record.trigger, record.status, counter.clone()));
+                counter
+            }
+        }
+    };
+    invocations.increment(1);
+    registered
+        .duration
+        .record(record.duration_us as f64 / 1_000_000.0);
+    registered.fuel_used.increment(record.fuel_used);
     // Incremented by 0 on a warm start, so the series exists from the first
     // invocation and rates work.
-    counter!(COLD_STARTS_TOTAL, "app" => app, "script" => script)
+    registered
+        .cold_starts
         .increment(u64::from(record.cold_start));
 
     let count = INVOCATIONS_SINCE_START.fetch_add(1, Ordering::Relaxed) + 1;
@@ -228,7 +296,6 @@ fn status_label(status: u16) -> SharedString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Trigger;
 
     fn record(script: &str, status: u16, cold_start: bool) -> InvocationRecord {
         InvocationRecord {
@@ -260,9 +327,12 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             describe();
-            observe_invocation(&record("orders", 200, true));
-            observe_invocation(&record("orders", 200, false));
-            observe_invocation(&record("orders", 500, false));
+            let series = ScriptSeries::default();
+            observe_invocation(&record("orders", 200, true), &series);
+            observe_invocation(&record("orders", 200, false), &series);
+            observe_invocation(&record("orders", 500, false), &series);
+            // A copy of a script (a new version) counts into the same series.
+            observe_invocation(&record("orders", 200, false), &series.clone());
             observe_executor(&ExecutorStats {
                 warm_instances: 3,
                 instances_created: 7,
@@ -271,12 +341,12 @@ mod tests {
         });
         let text = handle.render();
         for line in [
-            r#"picloud_invocations_total{app="shop",script="orders",trigger="http",status="200"} 2"#,
+            r#"picloud_invocations_total{app="shop",script="orders",trigger="http",status="200"} 3"#,
             r#"picloud_invocations_total{app="shop",script="orders",trigger="http",status="500"} 1"#,
-            r#"picloud_invocation_duration_seconds_bucket{app="shop",script="orders",le="0.0025"} 3"#,
+            r#"picloud_invocation_duration_seconds_bucket{app="shop",script="orders",le="0.0025"} 4"#,
             r#"picloud_invocation_duration_seconds_bucket{app="shop",script="orders",le="0.001"} 0"#,
-            r#"picloud_invocation_duration_seconds_count{app="shop",script="orders"} 3"#,
-            r#"picloud_fuel_used_total{app="shop",script="orders"} 3000"#,
+            r#"picloud_invocation_duration_seconds_count{app="shop",script="orders"} 4"#,
+            r#"picloud_fuel_used_total{app="shop",script="orders"} 4000"#,
             r#"picloud_cold_starts_total{app="shop",script="orders"} 1"#,
             "picloud_warm_instances 3",
             "picloud_instances_created_total 7",

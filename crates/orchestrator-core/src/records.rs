@@ -275,7 +275,7 @@ impl RecordBuffer {
             output_truncated,
             error_message: ran.error.map(ToString::to_string),
         };
-        crate::metrics::observe_invocation(&record);
+        crate::metrics::observe_invocation(&record, &script.series);
         self.push(record);
     }
 

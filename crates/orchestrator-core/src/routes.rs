@@ -36,6 +36,9 @@ pub struct ActiveScript {
     /// The version to run, as the executor needs it. Its `version_id` is the
     /// control plane's version id.
     pub version: ScriptVersion,
+    /// The script's metric series, registered on its first invocation;
+    /// `ScriptSeries::default()` when building one.
+    pub series: crate::metrics::ScriptSeries,
 }
 
 /// One app of the routing table.

@@ -85,6 +85,7 @@ pub fn to_route(
         script_id: script.script_id.0,
         version: ScriptVersion::new(script.version_id.0 as u64, &label, &script.source)
             .with_limits(limits),
+        series: Default::default(),
     }
 }
 

@@ -97,6 +97,7 @@ pub fn active_script_with_limits(
         script_id: 1000 + version_id as i64,
         version: ScriptVersion::new(version_id, &format!("{app}/{script}@{version_id}"), source)
             .with_limits(limits),
+        series: Default::default(),
     }
 }
 
