@@ -9,7 +9,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::routing::any;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use picloud_executor_core::{
@@ -139,17 +138,14 @@ impl IngressState {
 ///
 /// It answers every method on `/{app}/{script}` and below, and on
 /// `/{script}` and below when the `Host` header is one of an app's domains.
-/// Its routes are patterns only (`/{first}`, `/{first}/`, `/{first}/{*rest}`),
-/// so any static route of the merged router (`/healthz`, `/api/v1/...`) wins
-/// over them, and a path under a reserved first segment that the merged
-/// router does not know ends here as `404 not_found` without running
-/// anything. It sets no fallback, so the binary may set its own.
+/// It is a router with only a fallback: every route of the merged router
+/// (`/healthz`, `/api/v1/...`) wins over it, a path no script answers
+/// (including one under a reserved first segment that the merged router does
+/// not know) ends here as `404 not_found` without running anything, and
+/// axum extracts no path parameters for it. The router it is merged with
+/// must therefore have no fallback of its own.
 pub fn ingress_router(state: IngressState) -> Router {
-    Router::new()
-        .route("/{first}", any(handle))
-        .route("/{first}/", any(handle))
-        .route("/{first}/{*rest}", any(handle))
-        .with_state(state)
+    Router::new().fallback(handle).with_state(state)
 }
 
 /// One request, from its id to its record.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -82,10 +81,17 @@ where
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
                 // Handlers may extract the client's address (`ConnectInfo`),
-                // for example to rate-limit log-in attempts per address.
-                let service = TowerToHyperService::new(
-                    router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
-                );
+                // for example to rate-limit log-in attempts per address. It is
+                // added to each request here rather than by layering the
+                // router, which would wrap every route again per connection
+                // and box one more service per request.
+                let router = router.clone();
+                let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    // A router is always ready: its `poll_ready` returns
+                    // `Ready` at once, so it is called directly.
+                    tower_service::Service::call(&mut router.clone(), request)
+                });
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 connections.spawn(async move {
                     if let Err(error) = connection.await {
