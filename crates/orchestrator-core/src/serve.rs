@@ -86,12 +86,14 @@ where
                 // router, which would wrap every route again per connection
                 // and box one more service per request.
                 let router = router.clone();
-                let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                    // A router is always ready: its `poll_ready` returns
-                    // `Ready` at once, so it is called directly.
-                    tower_service::Service::call(&mut router.clone(), request)
-                });
+                let service = hyper::service::service_fn(
+                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        // A router is always ready: its `poll_ready` returns
+                        // `Ready` at once, so it is called directly.
+                        tower_service::Service::call(&mut router.clone(), request)
+                    },
+                );
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 connections.spawn(async move {
                     if let Err(error) = connection.await {
