@@ -223,27 +223,24 @@ impl ScriptSeries {
 /// [`FUEL_USED_TOTAL`] and [`COLD_STARTS_TOTAL`].
 pub fn observe_invocation(record: &InvocationRecord, series: &ScriptSeries) {
     let registered = series.registered(record);
-    let invocations = {
+    {
         let mut known = registered.invocations.lock().unwrap();
-        match known
-            .iter()
-            .find(|(trigger, status, _)| *trigger == record.trigger && *status == record.status)
-        {
-            Some((_, _, counter)) => counter.clone(),
-            None => {
-                let counter = counter!(
-                    INVOCATIONS_TOTAL,
-                    "app" => registered.app.clone(),
-                    "script" => registered.script.clone(),
-                    "trigger" => record.trigger.as_str(),
-                    "status" => status_label(record.status),
-                );
-                known.push((record.trigger, record.status, counter.clone()));
-                counter
-            }
-        }
-    };
-    invocations.increment(1);
+        let seen = known.iter().position(|(trigger, status, _)| {
+            *trigger == record.trigger && *status == record.status
+        });
+        let index = seen.unwrap_or_else(|| {
+            let counter = counter!(
+                INVOCATIONS_TOTAL,
+                "app" => registered.app.clone(),
+                "script" => registered.script.clone(),
+                "trigger" => record.trigger.as_str(),
+                "status" => status_label(record.status),
+            );
+            known.push((record.trigger, record.status, counter));
+            known.len() - 1
+        });
+        known[index].2.increment(1);
+    }
     registered
         .duration
         .record(record.duration_us as f64 / 1_000_000.0);
