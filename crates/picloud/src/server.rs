@@ -86,7 +86,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (invocation_feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
     let records = RecordBuffer::start(
         config.ingress.records.clone(),
-        Arc::new(StoreRecordSink::new(store.clone(), invocation_feed.clone())),
+        Arc::new(StoreRecordSink::new(
+            store.clone(),
+            invocation_feed.clone(),
+            &config.records,
+        )),
     );
     let metrics_source = crate::observability::MetricsSource {
         handle: metrics_handle,

@@ -614,6 +614,10 @@ impl Store {
     /// Old records go app by app (every record's app exists: deleting an app
     /// deletes its records), each on `invocations_app_started_at`, so no
     /// index on `started_at` alone is kept up to date on every insert.
+    /// Deletes run in chunks of [`PRUNE_CHUNK`] rows, each its own
+    /// statement, so a large backlog never becomes one huge transaction
+    /// (which would hold the database's write lock and grow SQLite's
+    /// write-ahead log by its whole size).
     pub async fn prune_invocations(
         &self,
         max_per_app: u32,
@@ -627,53 +631,89 @@ impl Store {
         });
         let mut too_old = 0;
         for app_id in apps {
-            too_old += on_pool!(self, pool => {
-                sqlx::query("DELETE FROM invocations WHERE app_id = $1 AND started_at < $2")
-                    .bind(app_id)
-                    .bind(cutoff)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            });
+            too_old += self
+                .delete_in_chunks(
+                    "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations \
+                     WHERE app_id = $1 AND started_at < $2 ORDER BY started_at LIMIT $3)",
+                    app_id,
+                    cutoff.unix_millis(),
+                )
+                .await?;
         }
-        let keep = i64::from(max_per_app);
         let crowded: Vec<AppId> = on_pool!(self, pool => {
             sqlx::query_scalar(
                 "SELECT app_id FROM invocations GROUP BY app_id HAVING COUNT(*) > $1",
             )
-            .bind(keep)
+            .bind(i64::from(max_per_app))
             .fetch_all(pool)
             .await?
         });
         let mut over_count = 0;
         for app_id in crowded {
-            // The newest record that goes: everything from it down goes too.
-            let newest_to_delete: Option<i64> = on_pool!(self, pool => {
-                sqlx::query_scalar(
-                    "SELECT id FROM invocations WHERE app_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
-                )
-                .bind(app_id)
-                .bind(keep)
-                .fetch_optional(pool)
-                .await?
-            });
-            if let Some(newest_to_delete) = newest_to_delete {
-                over_count += on_pool!(self, pool => {
-                    sqlx::query("DELETE FROM invocations WHERE app_id = $1 AND id <= $2")
-                        .bind(app_id)
-                        .bind(newest_to_delete)
-                        .execute(pool)
-                        .await?
-                        .rows_affected()
-                });
-            }
+            over_count += self.prune_app_invocations(app_id, max_per_app).await?;
         }
         Ok(PruneOutcome {
             too_old,
             over_count,
         })
     }
+
+    /// Deletes the records of one app beyond its `keep` newest, and says
+    /// how many went. The record writer calls it for an app it has written
+    /// many records to, so that storage stays bounded under sustained
+    /// traffic however long the interval between full retention runs.
+    pub async fn prune_app_invocations(&self, app_id: AppId, keep: u32) -> StoreResult<u64> {
+        // The newest record that goes: everything from it down goes too.
+        let newest_to_delete: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM invocations WHERE app_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
+            )
+            .bind(app_id)
+            .bind(i64::from(keep))
+            .fetch_optional(pool)
+            .await?
+        });
+        let Some(newest_to_delete) = newest_to_delete else {
+            return Ok(0);
+        };
+        self.delete_in_chunks(
+            "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations \
+             WHERE app_id = $1 AND id <= $2 ORDER BY id LIMIT $3)",
+            app_id,
+            newest_to_delete,
+        )
+        .await
+    }
+
+    /// Runs `statement` (binding the app, `bound` and [`PRUNE_CHUNK`]) until
+    /// it deletes fewer than a chunk, and returns the rows deleted.
+    async fn delete_in_chunks(
+        &self,
+        statement: &'static str,
+        app_id: AppId,
+        bound: i64,
+    ) -> StoreResult<u64> {
+        let mut deleted = 0;
+        loop {
+            let rows = on_pool!(self, pool => {
+                sqlx::query(statement)
+                    .bind(app_id)
+                    .bind(bound)
+                    .bind(PRUNE_CHUNK)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+            deleted += rows;
+            if rows < PRUNE_CHUNK as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
 }
+
+/// Rows deleted per statement when pruning invocation records.
+const PRUNE_CHUNK: i64 = 5_000;
 
 /// One bucket's figures from its durations in microseconds.
 fn summarize(start: Timestamp, mut durations: Vec<i64>, errors: u64) -> InvocationBucket {

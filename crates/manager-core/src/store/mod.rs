@@ -295,7 +295,11 @@ async fn connect_sqlite(url: &str, options: &StoreOptions) -> StoreResult<Sqlite
         .pragma("cache_size", "-1024")
         // Statement journals (a multi-row INSERT inside a transaction needs
         // one) stay in memory instead of a temporary file per statement.
-        .pragma("temp_store", "memory");
+        .pragma("temp_store", "memory")
+        // The write-ahead log grows while checkpoints cannot keep up (a burst
+        // of record batches, a large prune); once a checkpoint has caught up
+        // it is cut back to this size instead of keeping its peak on disk.
+        .pragma("journal_size_limit", "8388608");
     // SQLite creates a missing file but not a missing directory (`./data`).
     if let Some(directory) = Path::new(connect_options.get_filename()).parent()
         && !directory.as_os_str().is_empty()

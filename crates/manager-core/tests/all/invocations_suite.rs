@@ -354,6 +354,50 @@ pub async fn retention_removes_old_records_and_keeps_recent_ones(database: &Test
     assert_eq!((again.too_old, again.over_count), (0, 0));
 }
 
+pub async fn pruning_one_app_keeps_its_newest_records_in_chunks(database: &TestDatabase) {
+    let store = &database.store;
+    let busy = store.create_app("busy", "Busy").await.unwrap();
+    let quiet = store.create_app("quiet", "Quiet").await.unwrap();
+    // More than two delete chunks' worth for the busy app, a few for the quiet one.
+    let batch: Vec<NewInvocation> = (0..11_000)
+        .map(|n| {
+            let mut invocation = record(busy.id, "bulk", 200, Duration::ZERO, 1);
+            invocation.request_id = format!("busy-{n}");
+            invocation
+        })
+        .chain((0..3).map(|n| {
+            let mut invocation = record(quiet.id, "few", 200, Duration::ZERO, 1);
+            invocation.request_id = format!("quiet-{n}");
+            invocation
+        }))
+        .collect();
+    let stored = store.insert_invocations(batch).await.unwrap();
+
+    assert_eq!(
+        store.prune_app_invocations(busy.id, 10).await.unwrap(),
+        10_990
+    );
+    let left = store
+        .list_invocations(busy.id, &InvocationFilter::default(), 200)
+        .await
+        .unwrap();
+    let left_ids: Vec<i64> = left.iter().map(|record| record.id).collect();
+    let newest_ten: Vec<i64> = stored[10_990..11_000]
+        .iter()
+        .rev()
+        .map(|record| record.id)
+        .collect();
+    assert_eq!(left_ids, newest_ten, "the ten newest are kept");
+    let quiet_left = store
+        .list_invocations(quiet.id, &InvocationFilter::default(), 200)
+        .await
+        .unwrap();
+    assert_eq!(quiet_left.len(), 3, "another app's records are untouched");
+
+    assert_eq!(store.prune_app_invocations(busy.id, 10).await.unwrap(), 0);
+    assert_eq!(store.prune_app_invocations(quiet.id, 10).await.unwrap(), 0);
+}
+
 struct NoSandbox;
 
 impl ScriptCompiler for NoSandbox {

@@ -77,6 +77,7 @@ run_store_suite!(
     invocations_are_listed_with_filters_and_pages,
     invocation_stats_bucket_counts_errors_and_durations,
     retention_removes_old_records_and_keeps_recent_ones,
+    pruning_one_app_keeps_its_newest_records_in_chunks,
     a_live_tail_without_a_feed_polls_the_store,
     schedules_are_created_listed_updated_and_deleted,
     bad_cron_expressions_and_time_zones_are_refused,
