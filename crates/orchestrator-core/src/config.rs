@@ -2,6 +2,7 @@
 //! invocation-record buffer. Every default is documented next to its field
 //! and in `docs/http.md`.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,14 @@ pub struct IngressConfig {
     /// their connections are closed. Used by [`serve`](crate::serve).
     /// Default 10,000 ms.
     pub shutdown_grace_ms: u64,
+    /// Addresses or networks of reverse proxies in front of the server
+    /// (Caddy on the same host: `["127.0.0.1", "::1"]`; a cluster's
+    /// proxies: `["10.0.0.0/24"]`). For a connection from one of them, the client's address is taken from `X-Forwarded-For`: its
+    /// rightmost entry that is not itself a trusted proxy. It is the address
+    /// that log-in throttling counts failures against; without it every
+    /// client behind the proxy would share one. Used by
+    /// [`serve`](crate::serve). Default: none (the header is ignored).
+    pub trusted_proxies: Vec<TrustedProxies>,
     /// The invocation-record buffer.
     pub records: RecordConfig,
 }
@@ -58,12 +67,21 @@ impl Default for IngressConfig {
             request_timeout_ms: 30_000,
             header_read_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            trusted_proxies: Vec::new(),
             records: RecordConfig::default(),
         }
     }
 }
 
 impl IngressConfig {
+    /// Whether `address` is one of [`trusted_proxies`](Self::trusted_proxies).
+    pub fn is_trusted_proxy(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.trusted_proxies
+            .iter()
+            .any(|proxies| proxies.0.contains(&address))
+    }
+
     /// [`request_timeout_ms`](Self::request_timeout_ms) as a [`Duration`].
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
@@ -77,6 +95,43 @@ impl IngressConfig {
     /// [`shutdown_grace_ms`](Self::shutdown_grace_ms) as a [`Duration`].
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// One address (`127.0.0.1`, `::1`) or network (`10.0.0.0/8`) of trusted
+/// proxies, written as such in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustedProxies(ipnet::IpNet);
+
+impl std::str::FromStr for TrustedProxies {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map(|network| TrustedProxies(network.trunc()))
+            .map_err(|_| {
+                format!("`{text}` is neither an IP address nor a network such as 10.0.0.0/8")
+            })
+    }
+}
+
+impl TryFrom<String> for TrustedProxies {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<TrustedProxies> for String {
+    fn from(proxies: TrustedProxies) -> String {
+        if proxies.0.prefix_len() == proxies.0.max_prefix_len() {
+            proxies.0.addr().to_string()
+        } else {
+            proxies.0.to_string()
+        }
     }
 }
 

@@ -73,7 +73,7 @@ mod serve;
 mod services;
 pub mod triggers;
 
-pub use crate::config::{IngressConfig, RecordConfig};
+pub use crate::config::{IngressConfig, RecordConfig, TrustedProxies};
 pub use crate::error::IngressError;
 pub use crate::ingress::{IngressState, ingress_router};
 pub use crate::records::{IDLE_AFTER, InvocationRecord, Ran, RecordBuffer, RecordSink, Trigger};

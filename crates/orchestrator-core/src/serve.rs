@@ -3,6 +3,7 @@
 //! period.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
@@ -34,7 +35,11 @@ pub struct ServeOutcome {
 ///   closes idle keep-alive connections, and after
 ///   [`IngressConfig::shutdown_grace_ms`] closes whatever is left.
 ///
-/// HTTP/2 and TLS are left to the reverse proxy in front (see `caddy/`).
+/// - A request from one of [`IngressConfig::trusted_proxies`] carries, as
+///   its `ConnectInfo`, the client address the proxy put in
+///   `X-Forwarded-For` (port 0); any other carries its peer's address.
+///
+/// HTTP/2 and TLS are left to a reverse proxy in front (`docs/http.md`).
 /// The caller flushes the [`RecordBuffer`](crate::RecordBuffer) after this
 /// returns.
 pub async fn serve<F>(
@@ -58,6 +63,8 @@ where
         http.max_headers(config.max_header_count);
     }
 
+    // For the per-connection services, which must be `'static`.
+    let shared_config = std::sync::Arc::new(config.clone());
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut shutdown_signal = std::pin::pin!(shutdown_signal);
@@ -81,14 +88,23 @@ where
                     tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                 }
                 // Handlers may extract the client's address (`ConnectInfo`),
-                // for example to rate-limit log-in attempts per address. It is
+                // for example to rate-limit log-in attempts per address: the
+                // peer's, or the one a trusted proxy forwarded. It is
                 // added to each request here rather than by layering the
                 // router, which would wrap every route again per connection
                 // and box one more service per request.
                 let router = router.clone();
+                let behind_proxy = config.is_trusted_proxy(peer.ip());
+                let config = shared_config.clone();
                 let service = hyper::service::service_fn(
                     move |mut request: hyper::Request<hyper::body::Incoming>| {
-                        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                        let client = if behind_proxy {
+                            forwarded_client(request.headers(), &config)
+                                .map_or(peer, |address| SocketAddr::new(address, 0))
+                        } else {
+                            peer
+                        };
+                        request.extensions_mut().insert(axum::extract::ConnectInfo(client));
                         // A router is always ready: its `poll_ready` returns
                         // `Ready` at once, so it is called directly.
                         tower_service::Service::call(&mut router.clone(), request)
@@ -128,5 +144,71 @@ where
     ServeOutcome {
         connections_at_shutdown,
         connections_aborted,
+    }
+}
+
+/// The client behind a trusted proxy: the rightmost `X-Forwarded-For` entry
+/// that is not itself a trusted proxy (each proxy appends the address it got
+/// the request from, so entries further left are the client's to invent).
+/// `None` when the header is missing or an entry before that one is not an
+/// address.
+fn forwarded_client(headers: &axum::http::HeaderMap, config: &IngressConfig) -> Option<IpAddr> {
+    let mut entries: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        entries.extend(value.to_str().ok()?.split(','));
+    }
+    let mut leftmost = None;
+    for entry in entries.iter().rev() {
+        let address: IpAddr = entry.trim().parse().ok()?;
+        if !config.is_trusted_proxy(address) {
+            return Some(address);
+        }
+        leftmost = Some(address);
+    }
+    leftmost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_forwarded_address() {
+        let config = IngressConfig {
+            trusted_proxies: vec!["127.0.0.1".parse().unwrap(), "10.1.0.0/16".parse().unwrap()],
+            ..IngressConfig::default()
+        };
+        let client = |values: &[&str]| forwarded_client(&headers(values), &config);
+        let address = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+        assert_eq!(client(&["203.0.113.7"]), address("203.0.113.7"));
+        // A client's own header is kept on the left; the proxy appends.
+        assert_eq!(
+            client(&["198.51.100.1, 203.0.113.7"]),
+            address("203.0.113.7")
+        );
+        assert_eq!(
+            client(&["198.51.100.1", "203.0.113.7"]),
+            address("203.0.113.7")
+        );
+        // Trusted hops on the right are skipped.
+        assert_eq!(client(&["203.0.113.7, 127.0.0.1"]), address("203.0.113.7"));
+        assert_eq!(
+            client(&["203.0.113.7, 10.1.2.3, 127.0.0.1"]),
+            address("203.0.113.7")
+        );
+        assert_eq!(client(&["10.2.0.1, 127.0.0.1"]), address("10.2.0.1"));
+        assert_eq!(client(&["2001:db8::1"]), address("2001:db8::1"));
+        assert_eq!(client(&["127.0.0.1"]), address("127.0.0.1"));
+        assert_eq!(client(&[]), None);
+        assert_eq!(client(&["not an address"]), None);
+        assert_eq!(client(&["nonsense, 203.0.113.7"]), address("203.0.113.7"));
     }
 }

@@ -582,12 +582,40 @@ mod tests {
         let config = Config::from_toml(
             "data_dir = \"/srv/pi\"\npublic_url = \"https://pi.example\"\n\
              [executor.pool]\nmax_concurrent_invocations = 4\n\
-             [ingress]\nmax_body_bytes = 10\n",
+             [ingress]\nmax_body_bytes = 10\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n",
         )
         .unwrap();
         assert_eq!(config.executor.pool.max_concurrent_invocations, 4);
         assert_eq!(config.ingress.max_body_bytes, 10);
+        assert!(
+            config
+                .ingress
+                .is_trusted_proxy("127.0.0.1".parse().unwrap())
+        );
+        assert!(config.ingress.is_trusted_proxy("::1".parse().unwrap()));
+        assert!(
+            !config
+                .ingress
+                .is_trusted_proxy("127.0.0.2".parse().unwrap())
+        );
         assert!(config.secure_cookies());
+        let network = Config::from_toml("[ingress]\ntrusted_proxies = [\"10.0.0.0/8\"]\n").unwrap();
+        assert!(
+            network
+                .ingress
+                .is_trusted_proxy("10.20.30.40".parse().unwrap())
+        );
+        assert!(
+            !network
+                .ingress
+                .is_trusted_proxy("11.0.0.1".parse().unwrap())
+        );
+        let error =
+            Config::from_toml("[ingress]\ntrusted_proxies = [\"proxy.lan\"]\n").unwrap_err();
+        assert!(
+            error.to_string().contains("`proxy.lan` is neither"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `127.0.0.1:0`).
 
 mod errors;
+mod forwarded;
 mod logs;
 mod records;
 mod requests;
