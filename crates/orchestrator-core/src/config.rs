@@ -48,11 +48,12 @@ pub struct IngressConfig {
     pub shutdown_grace_ms: u64,
     /// Addresses or networks of reverse proxies in front of the server
     /// (Caddy on the same host: `["127.0.0.1", "::1"]`; a cluster's
-    /// proxies: `["10.0.0.0/24"]`). For a connection from one of them, the client's address is taken from `X-Forwarded-For`: its
-    /// rightmost entry that is not itself a trusted proxy. It is the address
-    /// that log-in throttling counts failures against; without it every
-    /// client behind the proxy would share one. Used by
-    /// [`serve`](crate::serve). Default: none (the header is ignored).
+    /// proxies: `["10.0.0.0/24"]`). For a connection from one of them, the
+    /// client's address is taken from `X-Forwarded-For`: its rightmost entry
+    /// that is not itself a trusted proxy. It is the address that log-in
+    /// throttling counts failures against; without it every client behind
+    /// the proxy would share one. Used by [`serve`](crate::serve).
+    /// Default: none (the header is ignored).
     pub trusted_proxies: Vec<TrustedProxies>,
     /// The invocation-record buffer.
     pub records: RecordConfig,

@@ -71,14 +71,14 @@ impl StoreRecordSink {
         for record in stored {
             *written.entry(record.app_id).or_default() += 1;
         }
-        let due: Vec<AppId> = written
-            .iter()
-            .filter(|(_, count)| **count >= prune_every)
-            .map(|(app_id, _)| *app_id)
-            .collect();
-        for app_id in &due {
-            written.remove(app_id);
-        }
+        let mut due = Vec::new();
+        written.retain(|app_id, count| {
+            let is_due = *count >= prune_every;
+            if is_due {
+                due.push(*app_id);
+            }
+            !is_due
+        });
         due
     }
 }
