@@ -78,9 +78,11 @@ AXUM_PID=$!
 wait_for "http://127.0.0.1:$AXUM_PORT/"
 [ "$(curl -fsS "$BASE/bench/hello")" = "$(curl -fsS "http://127.0.0.1:$AXUM_PORT/")" ] || { echo "bodies differ" >&2; exit 1; }
 
-load() { # url → "rps p50 p99"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # pid → user + system clock ticks
+load() { # url pid → "rps p50 p99 server-µs-per-request"
+    local before; before=$(cpu_ticks "$2")
     wrk -t2 -c32 -d"${DURATION}s" --latency "$1" >"$WORK/wrk.txt"
-    python3 - "$WORK/wrk.txt" <<'PY'
+    python3 - "$WORK/wrk.txt" "$before" "$(cpu_ticks "$2")" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 def latency(label):
@@ -90,13 +92,16 @@ def latency(label):
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors: sys.exit("non-2xx responses: " + errors.group(1))
-print(f"{rps:.0f} {latency('50%'):.3f} {latency('99%'):.3f}")
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+before, after, ticks_per_second = (int(value) for value in sys.argv[2:5])
+server_us = (after - before) / ticks_per_second / requests * 1e6
+print(f"{rps:.0f} {latency('50%'):.3f} {latency('99%'):.3f} {server_us:.1f}")
 PY
 }
 wrk -t2 -c32 -d2s "$BASE/bench/hello" >/dev/null      # warm-up
-read -r PICLOUD_RPS PICLOUD_P50 PICLOUD_P99 < <(load "$BASE/bench/hello")
+read -r PICLOUD_RPS PICLOUD_P50 PICLOUD_P99 PICLOUD_CPU < <(load "$BASE/bench/hello" "$PICLOUD_PID")
 wrk -t2 -c32 -d2s "http://127.0.0.1:$AXUM_PORT/" >/dev/null
-read -r AXUM_RPS AXUM_P50 AXUM_P99 < <(load "http://127.0.0.1:$AXUM_PORT/")
+read -r AXUM_RPS AXUM_P50 AXUM_P99 AXUM_CPU < <(load "http://127.0.0.1:$AXUM_PORT/" "$AXUM_PID")
 
 # The JSON POST endpoints, with a 1 KB order as the body.
 python3 - "$WORK/order.json" <<'PY'
@@ -119,9 +124,10 @@ local file = io.open("$WORK/order.json", "r")
 wrk.body = file:read("*a")
 file:close()
 LUA
-load_post() { # url → "rps p50 p99"
+load_post() { # url pid → "rps p50 p99 server-µs-per-request"
+    local before; before=$(cpu_ticks "$2")
     wrk -t2 -c32 -d"${DURATION}s" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.txt"
-    python3 - "$WORK/wrk.txt" <<'PY'
+    python3 - "$WORK/wrk.txt" "$before" "$(cpu_ticks "$2")" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 def latency(label):
@@ -131,7 +137,10 @@ def latency(label):
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors: sys.exit("non-2xx responses: " + errors.group(1))
-print(f"{rps:.0f} {latency('50%'):.3f} {latency('99%'):.3f}")
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+before, after, ticks_per_second = (int(value) for value in sys.argv[2:5])
+server_us = (after - before) / ticks_per_second / requests * 1e6
+print(f"{rps:.0f} {latency('50%'):.3f} {latency('99%'):.3f} {server_us:.1f}")
 PY
 }
 PICLOUD_JSON=$(curl -fsS -H 'content-type: application/json' --data-binary "@$WORK/order.json" "$BASE/bench/order")
@@ -139,9 +148,9 @@ AXUM_JSON=$(curl -fsS -H 'content-type: application/json' --data-binary "@$WORK/
 python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); assert a==b,(a,b)' "$PICLOUD_JSON" "$AXUM_JSON" \
     || { echo "JSON answers differ: $PICLOUD_JSON vs $AXUM_JSON" >&2; exit 1; }
 wrk -t2 -c32 -d2s -s "$WORK/post.lua" "$BASE/bench/order" >/dev/null
-read -r PICLOUD_JSON_RPS PICLOUD_JSON_P50 PICLOUD_JSON_P99 < <(load_post "$BASE/bench/order")
+read -r PICLOUD_JSON_RPS PICLOUD_JSON_P50 PICLOUD_JSON_P99 PICLOUD_JSON_CPU < <(load_post "$BASE/bench/order" "$PICLOUD_PID")
 wrk -t2 -c32 -d2s -s "$WORK/post.lua" "http://127.0.0.1:$AXUM_PORT/json" >/dev/null
-read -r AXUM_JSON_RPS AXUM_JSON_P50 AXUM_JSON_P99 < <(load_post "http://127.0.0.1:$AXUM_PORT/json")
+read -r AXUM_JSON_RPS AXUM_JSON_P50 AXUM_JSON_P99 AXUM_JSON_CPU < <(load_post "http://127.0.0.1:$AXUM_PORT/json" "$AXUM_PID")
 kill $AXUM_PID
 
 # Idle: resident memory at rest and CPU time over 60 idle seconds.
@@ -174,6 +183,7 @@ cat <<TABLE
 | requests/s (wrk -t2 -c32, ${DURATION} s) | $PICLOUD_RPS | $AXUM_RPS |
 | p50 latency (ms) | $PICLOUD_P50 | $AXUM_P50 |
 | p99 latency (ms) | $PICLOUD_P99 | $AXUM_P99 |
+| server CPU per request (µs, user + system) | $PICLOUD_CPU | $AXUM_CPU |
 | ratio PiCloud / axum | $RATIO | |
 
 | measurement | PiCloud JSON endpoint | axum + serde_json |
@@ -181,6 +191,7 @@ cat <<TABLE
 | requests/s (1 KB JSON POST, wrk -t2 -c32, ${DURATION} s) | $PICLOUD_JSON_RPS | $AXUM_JSON_RPS |
 | p50 latency (ms) | $PICLOUD_JSON_P50 | $AXUM_JSON_P50 |
 | p99 latency (ms) | $PICLOUD_JSON_P99 | $AXUM_JSON_P99 |
+| server CPU per request (µs, user + system) | $PICLOUD_JSON_CPU | $AXUM_JSON_CPU |
 | ratio PiCloud / axum | $(python3 -c "print(f'{$PICLOUD_JSON_RPS / $AXUM_JSON_RPS:.2f}')") | |
 
 | measurement | value |
