@@ -24,6 +24,9 @@ pub use files::FilesCommand;
 #[path = "cli_schedules.rs"]
 mod schedules;
 pub use schedules::SchedulesCommand;
+#[path = "cli_health.rs"]
+mod health;
+pub use health::HealthArguments;
 
 /// Where the CLI keeps the server URL and token unless this variable says.
 pub const CLI_CONFIG_ENV: &str = "PICLOUD_CLI_CONFIG";
@@ -43,6 +46,7 @@ pub enum CliCommand {
     Secrets(SecretsCommand),
     Files(FilesCommand),
     Schedules(SchedulesCommand),
+    Health(HealthArguments),
 }
 
 /// `picloud login`.
@@ -211,6 +215,7 @@ pub async fn run(command: CliCommand) -> ExitCode {
         CliCommand::Secrets(command) => app_config::run_secrets(command).await,
         CliCommand::Files(command) => files::run(command).await,
         CliCommand::Schedules(command) => schedules::run(command).await,
+        CliCommand::Health(arguments) => health::run(arguments).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -67,6 +67,8 @@ enum Command {
     /// Manage the cron schedules that run an app's scripts.
     #[command(subcommand)]
     Schedules(cli::SchedulesCommand),
+    /// Ask a server on this machine whether it is ready (exit 0) or not (1, or 3 when nothing answers).
+    Health(cli::HealthArguments),
 }
 
 /// Flags of `picloud serve`; each overrides the configuration file.
@@ -144,6 +146,7 @@ impl Command {
             Command::Secrets(command) => cli::CliCommand::Secrets(command),
             Command::Files(command) => cli::CliCommand::Files(command),
             Command::Schedules(command) => cli::CliCommand::Schedules(command),
+            Command::Health(arguments) => cli::CliCommand::Health(arguments),
         }
     }
 }

@@ -156,3 +156,54 @@ async fn the_cli_drives_a_server() {
     drop(server);
     assert_exit(&picloud(&config, &["apps", "list"]), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_checks_a_local_server() {
+    let instance = Instance::new(Backend::Sqlite).await;
+    let server = instance.start();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("cli.toml");
+    let health = |extra: &[(&str, &str)], arguments: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_picloud"));
+        command
+            .arg("health")
+            .args(arguments)
+            .env("PICLOUD_CLI_CONFIG", &config)
+            .env_remove("PICLOUD_LISTEN");
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        command.output().expect("run picloud health")
+    };
+
+    // Readiness by URL: the database answers and the schema is current.
+    let output = health(&[], &["--url", &server.base_url]);
+    assert_exit(&output, 0);
+    assert!(
+        text(&output.stdout).contains("\"ok\""),
+        "{}",
+        text(&output.stdout)
+    );
+    let output = health(&[], &["--url", &server.base_url, "--live"]);
+    assert_exit(&output, 0);
+
+    // The default URL follows PICLOUD_LISTEN, over loopback for a wildcard.
+    let port = server.base_url.rsplit(':').next().unwrap();
+    let wildcard = format!("0.0.0.0:{port}");
+    assert_exit(&health(&[("PICLOUD_LISTEN", wildcard.as_str())], &[]), 0);
+
+    // A server that answers something else than ready: exit 1, with its answer.
+    let output = health(&[], &["--url", &format!("{}/no-such-app", server.base_url)]);
+    assert_exit(&output, 1);
+    assert!(
+        text(&output.stderr).contains("404"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // Nobody listening: exit 3.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    assert_exit(&health(&[], &["--url", &format!("http://{address}")]), 3);
+}
