@@ -4,7 +4,7 @@
 //! Exit codes: 0 ready (or alive, with `--live`); 1 the server answered that
 //! it is not ready; 3 nothing answered.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{CliResult, Failure};
@@ -57,17 +57,9 @@ pub async fn run(arguments: HealthArguments) -> CliResult {
     }
 }
 
-/// `http://ADDRESS` of a server listening on `listen` on this machine; a
-/// wildcard address (`0.0.0.0`, `::`) is reached over loopback.
+/// The URL of a server listening on `listen` (default 127.0.0.1:8080) here.
 fn local_url(listen: Option<SocketAddr>) -> String {
-    let mut address = listen.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)));
-    if address.ip().is_unspecified() {
-        address.set_ip(match address.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        });
-    }
-    format!("http://{address}")
+    crate::config::local_url(listen.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))))
 }
 
 #[cfg(test)]

@@ -521,6 +521,20 @@ impl Config {
     }
 }
 
+/// `http://ADDRESS` of a server listening on `address`, as seen from this
+/// machine: a wildcard address (`0.0.0.0`, `::`) is reached over loopback.
+pub fn local_url(address: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut address = address;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    format!("http://{address}")
+}
+
 /// `url` with any password replaced by `***`, for logs.
 pub fn redact_database_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

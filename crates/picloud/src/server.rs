@@ -182,7 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     tracing::info!(
         listen = %local_address,
-        url = %format!("http://{local_address}"),
+        url = %crate::config::local_url(local_address),
         startup_ms = started.elapsed().as_millis() as u64,
         "PiCloud is listening"
     );
@@ -252,8 +252,11 @@ async fn create_owner_if_empty(store: &Store, config: &Config) -> anyhow::Result
         eprintln!("   password: {password}");
         eprintln!();
         eprintln!(
-            " Log in with:  picloud login --server http://{}",
-            config.listen
+            " Log in with:  picloud login --server {}",
+            config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| crate::config::local_url(config.listen))
         );
         eprintln!(" (set {OWNER_PASSWORD_ENV} before the first start to choose it)");
         eprintln!("================================================================");
