@@ -185,6 +185,11 @@ impl FromRequestParts<ApiState> for ClientAddress {
     }
 }
 
+/// A client address for a log line: the IP, or `unknown`.
+fn shown(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
 pub(crate) async fn login(
     State(state): State<ApiState>,
     ClientAddress(address): ClientAddress,
@@ -192,7 +197,7 @@ pub(crate) async fn login(
 ) -> ApiResult<Response> {
     let attempt = AttemptKeys::new(&request.login, address);
     if let Err(wait) = state.login_throttle().check(&attempt, Instant::now()) {
-        tracing::warn!(login = %request.login, ?address, "log-in refused: too many failures");
+        tracing::warn!(login = %request.login, address = %shown(address), "log-in refused: too many failures");
         return Err(ApiError::TooManyAttempts {
             retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         });
@@ -213,7 +218,7 @@ pub(crate) async fn login(
         state
             .login_throttle()
             .record_failure(&attempt, Instant::now());
-        tracing::info!(login = %request.login, ?address, "failed log-in");
+        tracing::info!(login = %request.login, address = %shown(address), "failed log-in");
         return Err(ApiError::InvalidCredentials);
     };
     state.login_throttle().record_success(&attempt);
