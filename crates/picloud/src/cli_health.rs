@@ -16,8 +16,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, clap::Args)]
 pub struct HealthArguments {
     /// The server's URL, such as `http://127.0.0.1:8080`. Default: the
-    /// address `picloud serve` listens on (`PICLOUD_LISTEN`, else
-    /// 127.0.0.1:8080), over loopback when that is a wildcard address.
+    /// address in `PICLOUD_LISTEN` (the configuration file is not read),
+    /// else 127.0.0.1:8080, over loopback when it is a wildcard address.
     #[arg(long)]
     url: Option<String>,
     /// The listen address the default URL is built from.
