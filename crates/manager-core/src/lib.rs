@@ -92,7 +92,7 @@ pub use store::{
     DEFAULT_TIMEZONE, MAX_ASYNC_ATTEMPTS, NewAsyncInvocation, NewSchedule, Schedule, ScheduleId,
     ScheduleTick, ScheduleUpdate,
 };
-pub use store::{Backend, MAX_AUDIT_PAGE, Store, StoreOptions};
+pub use store::{Backend, MAX_AUDIT_PAGE, RouteChange, RouteChanges, Store, StoreOptions};
 pub use store::{
     InvocationBucket, InvocationFilter, InvocationId, InvocationSeries, MAX_INVOCATION_PAGE,
     NewInvocation, OutputLine, PruneOutcome, StatusFilter, StoredInvocation,

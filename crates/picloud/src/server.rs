@@ -138,6 +138,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     api.set_invocation_feed(invocation_feed);
     let live_tails = api.clone();
+    // Several nodes on one PostgreSQL database: follow the others' changes.
+    let route_follower = tokio::spawn(api.clone().follow_route_changes());
     api.set_secret_key(secret_key.clone());
     api.set_files(app_files.clone(), config.files);
     api.set_schedule_observer(trigger_hooks.observer());
@@ -200,6 +202,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     session_sweeper.abort();
     retention.abort();
+    // Its subscription holds a database connection, which `store.close()`
+    // would wait for.
+    route_follower.abort();
+    let _ = route_follower.await;
     triggers.shutdown(Duration::from_secs(10)).await;
     if let Some(admin_listener) = admin_listener {
         admin_listener.stop().await;

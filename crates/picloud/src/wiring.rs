@@ -149,4 +149,31 @@ impl RoutePublisher for RouteTablePublisher {
     fn domains_changed(&self, app_slug: &str, hosts: &[String]) {
         self.routes.set_domains(app_slug, hosts);
     }
+
+    fn routes_reloaded(&self, scripts: &[ActiveScript], domains: Vec<DomainRoute>) {
+        let table = snapshot(scripts, domains, &self.executor);
+        let current = self.routes.load();
+        let mut new_versions = Vec::new();
+        for route in &table.scripts {
+            match current.script(&route.app_slug, &route.script_name) {
+                Some(previous) if previous.version.version_id == route.version.version_id => {
+                    if previous.version.limits != route.version.limits {
+                        // As in `script_activated`: new limits, new instances.
+                        self.executor.retire(route.version.version_id);
+                    }
+                }
+                _ => new_versions.push(route.version.clone()),
+            }
+        }
+        // Versions that no longer serve are retired by the table.
+        self.routes.replace_all(table);
+        for version in new_versions {
+            let executor = self.executor.clone();
+            tokio::spawn(async move {
+                if let Err(error) = executor.prepare(&version).await {
+                    tracing::warn!(script = %version.label, %error, "cannot warm the new version");
+                }
+            });
+        }
+    }
 }

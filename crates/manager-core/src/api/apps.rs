@@ -158,6 +158,7 @@ pub(crate) async fn update_app(
             for script in state.store().active_scripts_of_app(app.id).await? {
                 state.routes().script_activated(&script);
             }
+            state.announce_routes().await;
         }
         app
     };
@@ -183,6 +184,7 @@ pub(crate) async fn delete_app(
         let _routes = state.route_updates().lock().await;
         state.store().delete_app(app.id).await?;
         state.routes().app_removed(&app.slug);
+        state.announce_routes().await;
     }
     // The app is gone from the database; its files go with it. A failure
     // here leaves only disk space behind (app ids are never reused).
@@ -351,6 +353,7 @@ pub(crate) async fn deploy(
         state
             .routes()
             .script_activated(&active_script(&app, &name, version.clone()));
+        state.announce_routes().await;
         version
     };
     audit(
@@ -379,6 +382,7 @@ pub(crate) async fn delete_script(
         let _routes = state.route_updates().lock().await;
         state.store().delete_script(script.id).await?;
         state.routes().script_removed(&app.slug, &name);
+        state.announce_routes().await;
     }
     audit(
         &state,
@@ -439,6 +443,7 @@ pub(crate) async fn rollback(
         state
             .routes()
             .script_activated(&active_script(&app, &name, version.clone()));
+        state.announce_routes().await;
         version
     };
     audit(
@@ -479,6 +484,7 @@ async fn publish_domains(state: &ApiState, app: &App) -> ApiResult<()> {
         .map(|domain| domain.host)
         .collect();
     state.routes().domains_changed(&app.slug, &hosts);
+    state.announce_routes().await;
     Ok(())
 }
 

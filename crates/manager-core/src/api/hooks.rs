@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::ActiveScript;
+use crate::{ActiveScript, DomainRoute};
 
 /// A boxed future, so that the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -50,4 +50,7 @@ pub trait RoutePublisher: Send + Sync + 'static {
     fn app_removed(&self, app_slug: &str);
     /// The host names of an app are now exactly `hosts`.
     fn domains_changed(&self, app_slug: &str, hosts: &[String]);
+    /// The whole table, read again from the store after a change made
+    /// through another node: exactly `scripts` serve, and `domains` route.
+    fn routes_reloaded(&self, scripts: &[ActiveScript], domains: Vec<DomainRoute>);
 }

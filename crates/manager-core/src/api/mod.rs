@@ -75,6 +75,13 @@ impl Default for ApiConfig {
     }
 }
 
+/// How often a node reloads its routes from a shared PostgreSQL database
+/// even without announcements (one may have been lost).
+pub const ROUTES_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How long to wait before subscribing to route changes again after an error.
+const ROUTES_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
@@ -89,6 +96,8 @@ struct Inner {
     /// Held while a change is stored and published, so the routing table
     /// receives changes in the order the store made them.
     route_updates: tokio::sync::Mutex<()>,
+    /// This node's name in route announcements (random per process).
+    node: String,
     /// Failed log-ins per account and per address.
     login_throttle: throttle::LoginThrottle,
     /// The server's feed of newly stored invocation records, for live
@@ -130,6 +139,7 @@ impl ApiState {
                 routes,
                 config,
                 route_updates: tokio::sync::Mutex::new(()),
+                node: uuid::Uuid::new_v4().simple().to_string(),
                 login_throttle: throttle::LoginThrottle::default(),
                 invocation_feed: std::sync::OnceLock::new(),
                 tails_closing: tokio::sync::watch::Sender::new(false),
@@ -220,6 +230,60 @@ impl ApiState {
 
     fn route_updates(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.route_updates
+    }
+
+    /// Tells the other nodes on the database that routes changed, after this
+    /// node published the change to its own table. A failed announcement
+    /// only delays the other nodes until their next periodic reload.
+    async fn announce_routes(&self) {
+        if let Err(error) = self.store().announce_route_change(&self.inner.node).await {
+            tracing::warn!(%error, "cannot announce a route change to the other nodes");
+        }
+    }
+
+    /// Keeps this node's routing table in step with changes made through
+    /// other nodes on the same PostgreSQL database: on each of their
+    /// announcements, after a lost subscription, and every
+    /// [`ROUTES_RESYNC_INTERVAL`] in case an announcement was lost, it
+    /// reloads every route from the store. Returns at once on SQLite (one
+    /// node); otherwise runs until the task is aborted, which must happen
+    /// before [`Store::close`] (the subscription holds a connection).
+    pub async fn follow_route_changes(self) {
+        let mut changes = loop {
+            match self.store().route_changes().await {
+                Ok(Some(changes)) => break changes,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot subscribe to route changes; retrying");
+                    tokio::time::sleep(ROUTES_RETRY_DELAY).await;
+                }
+            }
+        };
+        // Changes made between the server's first load and the subscription.
+        let mut reload = true;
+        loop {
+            if reload && let Err(error) = self.reload_routes().await {
+                tracing::warn!(%error, "cannot reload the routes after a change on another node");
+            }
+            reload = match tokio::time::timeout(ROUTES_RESYNC_INTERVAL, changes.next()).await {
+                Ok(Ok(crate::RouteChange::Announced(node))) => node != self.inner.node,
+                Ok(Ok(crate::RouteChange::Resubscribed)) | Err(_) => true,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "lost the subscription to route changes; retrying");
+                    tokio::time::sleep(ROUTES_RETRY_DELAY).await;
+                    false
+                }
+            };
+        }
+    }
+
+    /// Reloads the whole routing table from the store.
+    async fn reload_routes(&self) -> crate::StoreResult<()> {
+        let _routes = self.route_updates().lock().await;
+        let scripts = self.store().active_scripts().await?;
+        let domains = self.store().all_domains().await?;
+        self.routes().routes_reloaded(&scripts, domains);
+        Ok(())
     }
 
     fn login_throttle(&self) -> &throttle::LoginThrottle {

@@ -15,6 +15,8 @@ pub use invocations::{
     NewInvocation, OutputLine, PruneOutcome, StatusFilter, StoredInvocation,
 };
 mod health;
+mod route_changes;
+pub use route_changes::{RouteChange, RouteChanges};
 mod runtime;
 pub use runtime::{
     AppVar, HttpAllowPattern, InvalidSecretKey, KvEntry, KvPage, KvQuota, KvUsage,

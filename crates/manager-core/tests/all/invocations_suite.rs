@@ -12,8 +12,8 @@ use picloud_manager_core::api::{
     api_router,
 };
 use picloud_manager_core::{
-    ActiveScript, AppId, InstanceRole, InvocationFilter, NewInvocation, NewUser, OutputLine,
-    ScriptId, StatusFilter, Timestamp, VersionId, auth,
+    ActiveScript, AppId, DomainRoute, InstanceRole, InvocationFilter, NewInvocation, NewUser,
+    OutputLine, ScriptId, StatusFilter, Timestamp, VersionId, auth,
 };
 use tower::ServiceExt;
 
@@ -413,6 +413,7 @@ impl RoutePublisher for NoRoutes {
     fn script_removed(&self, _app_slug: &str, _script_name: &str) {}
     fn app_removed(&self, _app_slug: &str) {}
     fn domains_changed(&self, _app_slug: &str, _hosts: &[String]) {}
+    fn routes_reloaded(&self, _scripts: &[ActiveScript], _domains: Vec<DomainRoute>) {}
 }
 
 /// Without the server's in-process feed (a manager in another process than

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use picloud_manager_core::api::{
     ApiConfig, ApiState, BoxFuture, CheckError, RoutePublisher, ScriptCompiler, api_router,
 };
-use picloud_manager_core::{ActiveScript, InstanceRole, NewUser, auth};
+use picloud_manager_core::{ActiveScript, DomainRoute, InstanceRole, NewUser, auth};
 use tower::ServiceExt;
 
 use crate::harness::TestDatabase;
@@ -30,6 +30,7 @@ impl RoutePublisher for NoRoutes {
     fn script_removed(&self, _app_slug: &str, _script_name: &str) {}
     fn app_removed(&self, _app_slug: &str) {}
     fn domains_changed(&self, _app_slug: &str, _hosts: &[String]) {}
+    fn routes_reloaded(&self, _scripts: &[ActiveScript], _domains: Vec<DomainRoute>) {}
 }
 
 async fn log_in(router: &axum::Router, login: &str, password: &str, peer: &str) -> StatusCode {

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use picloud_manager_core::{
-    AppRole, AppUpdate, Backend, InstanceRole, NewAuditEntry, NewSession, NewUser, StoreError,
-    Timestamp, User, UserId, UserUpdate, auth,
+    AppRole, AppUpdate, Backend, InstanceRole, NewAuditEntry, NewSession, NewUser, RouteChange,
+    StoreError, Timestamp, User, UserId, UserUpdate, auth,
 };
 use serde_json::json;
 
@@ -1427,3 +1427,49 @@ pub use crate::health_suite::*;
 pub use crate::invocations_suite::*;
 pub use crate::runtime_suite::*;
 pub use crate::triggers_suite::*;
+
+/// Nodes on one PostgreSQL database hear each other's route announcements
+/// (also after their subscription is cut); on SQLite there is one node, no
+/// subscription, and announcing does nothing.
+pub async fn route_changes_are_announced_between_nodes_on_postgres(database: &TestDatabase) {
+    let store = &database.store;
+    let Some(mut changes) = store.route_changes().await.unwrap() else {
+        assert_eq!(store.backend(), Backend::Sqlite);
+        store.announce_route_change("node-a").await.unwrap();
+        return;
+    };
+    assert_eq!(store.backend(), Backend::Postgres);
+    let mut second = store.route_changes().await.unwrap().unwrap();
+    store.announce_route_change("node-a").await.unwrap();
+    store.announce_route_change("node-b").await.unwrap();
+    for subscription in [&mut changes, &mut second] {
+        for node in ["node-a", "node-b"] {
+            let change = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+                .await
+                .expect("an announcement within 5 s")
+                .unwrap();
+            assert_eq!(change, RouteChange::Announced(node.into()));
+        }
+    }
+
+    // A cut subscription comes back, and says that announcements may be lost.
+    database
+        .execute_raw(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .expect("the cut is noticed within 5 s")
+        .unwrap();
+    assert_eq!(change, RouteChange::Resubscribed);
+    store.announce_route_change("node-c").await.unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .expect("an announcement after the cut")
+        .unwrap();
+    assert_eq!(change, RouteChange::Announced("node-c".into()));
+    drop((changes, second));
+}

@@ -9,6 +9,7 @@ mod harness;
 mod accounts;
 mod authentication;
 mod cli;
+mod cluster;
 mod endpoints;
 mod errors;
 mod invocations;
