@@ -117,17 +117,23 @@ pub struct RouteTablePublisher {
     pub executor: Executor,
 }
 
-impl RoutePublisher for RouteTablePublisher {
-    fn script_activated(&self, script: &ActiveScript) {
-        let route = to_route(script, &self.executor);
-        let version = route.version.clone();
-        let previous = self.routes.set_active(route);
+impl RouteTablePublisher {
+    /// After `version` took the place of `previous` in the table: a version
+    /// new here gets a warm instance, so its first request is not a cold
+    /// start; the same version with new limits (the app's settings changed)
+    /// loses its instances, which were made with the old memory limit, and
+    /// gets a fresh one; the same version with the same limits needs nothing.
+    fn replaced(
+        &self,
+        previous: Option<&picloud_orchestrator_core::ActiveScript>,
+        version: ScriptVersion,
+    ) {
         if let Some(previous) = previous
             && previous.version.version_id == version.version_id
-            && previous.version.limits != version.limits
         {
-            // Same version, new limits (the app's settings changed): warm
-            // instances were made with the old memory limit.
+            if previous.version.limits == version.limits {
+                return;
+            }
             self.executor.retire(version.version_id);
         }
         let executor = self.executor.clone();
@@ -136,6 +142,15 @@ impl RoutePublisher for RouteTablePublisher {
                 tracing::warn!(script = %version.label, %error, "cannot warm the new version");
             }
         });
+    }
+}
+
+impl RoutePublisher for RouteTablePublisher {
+    fn script_activated(&self, script: &ActiveScript) {
+        let route = to_route(script, &self.executor);
+        let version = route.version.clone();
+        let previous = self.routes.set_active(route);
+        self.replaced(previous.as_deref(), version);
     }
 
     fn script_removed(&self, app_slug: &str, script_name: &str) {
@@ -153,27 +168,18 @@ impl RoutePublisher for RouteTablePublisher {
     fn routes_reloaded(&self, scripts: &[ActiveScript], domains: Vec<DomainRoute>) {
         let table = snapshot(scripts, domains, &self.executor);
         let current = self.routes.load();
-        let mut new_versions = Vec::new();
-        for route in &table.scripts {
-            match current.script(&route.app_slug, &route.script_name) {
-                Some(previous) if previous.version.version_id == route.version.version_id => {
-                    if previous.version.limits != route.version.limits {
-                        // As in `script_activated`: new limits, new instances.
-                        self.executor.retire(route.version.version_id);
-                    }
-                }
-                _ => new_versions.push(route.version.clone()),
-            }
-        }
-        // Versions that no longer serve are retired by the table.
+        let replacements: Vec<_> = table
+            .scripts
+            .iter()
+            .map(|route| {
+                let previous = current.script(&route.app_slug, &route.script_name).cloned();
+                (previous, route.version.clone())
+            })
+            .collect();
+        // Versions that no longer serve at all are retired by the table.
         self.routes.replace_all(table);
-        for version in new_versions {
-            let executor = self.executor.clone();
-            tokio::spawn(async move {
-                if let Err(error) = executor.prepare(&version).await {
-                    tracing::warn!(script = %version.label, %error, "cannot warm the new version");
-                }
-            });
+        for (previous, version) in replacements {
+            self.replaced(previous.as_deref(), version);
         }
     }
 }
