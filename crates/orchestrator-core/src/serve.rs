@@ -153,17 +153,17 @@ where
 /// `None` when the header is missing or an entry before that one is not an
 /// address.
 fn forwarded_client(headers: &axum::http::HeaderMap, config: &IngressConfig) -> Option<IpAddr> {
-    let mut entries: Vec<&str> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        entries.extend(value.to_str().ok()?.split(','));
-    }
+    // From the right, without collecting the entries: this runs for every
+    // request that comes through the proxy.
     let mut leftmost = None;
-    for entry in entries.iter().rev() {
-        let address: IpAddr = entry.trim().parse().ok()?;
-        if !config.is_trusted_proxy(address) {
-            return Some(address);
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        for entry in value.to_str().ok()?.rsplit(',') {
+            let address: IpAddr = entry.trim().parse().ok()?;
+            if !config.is_trusted_proxy(address) {
+                return Some(address);
+            }
+            leftmost = Some(address);
         }
-        leftmost = Some(address);
     }
     leftmost
 }
