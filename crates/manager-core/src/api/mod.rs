@@ -77,7 +77,7 @@ impl Default for ApiConfig {
 
 /// How often a node reloads its routes from a shared PostgreSQL database
 /// even without announcements (one may have been lost).
-pub const ROUTES_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
+const ROUTES_RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 
 /// How long to wait before subscribing to route changes again after an error.
 const ROUTES_RETRY_DELAY: Duration = Duration::from_secs(1);
