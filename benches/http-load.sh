@@ -79,10 +79,11 @@ wait_for "http://127.0.0.1:$AXUM_PORT/"
 [ "$(curl -fsS "$BASE/bench/hello")" = "$(curl -fsS "http://127.0.0.1:$AXUM_PORT/")" ] || { echo "bodies differ" >&2; exit 1; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # pid → user + system clock ticks
-load() { # url pid → "rps p50 p99 server-µs-per-request"
-    local before; before=$(cpu_ticks "$2")
-    wrk -t2 -c32 -d"${DURATION}s" --latency "$1" >"$WORK/wrk.txt"
-    python3 - "$WORK/wrk.txt" "$before" "$(cpu_ticks "$2")" "$(getconf CLK_TCK)" <<'PY'
+load() { # url pid [wrk arguments...] → "rps p50 p99 server-µs-per-request"
+    local url=$1 pid=$2 before; shift 2
+    before=$(cpu_ticks "$pid")
+    wrk -t2 -c32 -d"${DURATION}s" --latency "$@" "$url" >"$WORK/wrk.txt"
+    python3 - "$WORK/wrk.txt" "$before" "$(cpu_ticks "$pid")" "$(getconf CLK_TCK)" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 def latency(label):
@@ -124,33 +125,14 @@ local file = io.open("$WORK/order.json", "r")
 wrk.body = file:read("*a")
 file:close()
 LUA
-load_post() { # url pid → "rps p50 p99 server-µs-per-request"
-    local before; before=$(cpu_ticks "$2")
-    wrk -t2 -c32 -d"${DURATION}s" --latency -s "$WORK/post.lua" "$1" >"$WORK/wrk.txt"
-    python3 - "$WORK/wrk.txt" "$before" "$(cpu_ticks "$2")" "$(getconf CLK_TCK)" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def latency(label):
-    match = re.search(r"^\s+%s\s+([\d.]+)(us|ms|s)" % label, text, re.M)
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-if errors: sys.exit("non-2xx responses: " + errors.group(1))
-requests = int(re.search(r"(\d+) requests in", text).group(1))
-before, after, ticks_per_second = (int(value) for value in sys.argv[2:5])
-server_us = (after - before) / ticks_per_second / requests * 1e6
-print(f"{rps:.0f} {latency('50%'):.3f} {latency('99%'):.3f} {server_us:.1f}")
-PY
-}
 PICLOUD_JSON=$(curl -fsS -H 'content-type: application/json' --data-binary "@$WORK/order.json" "$BASE/bench/order")
 AXUM_JSON=$(curl -fsS -H 'content-type: application/json' --data-binary "@$WORK/order.json" "http://127.0.0.1:$AXUM_PORT/json")
 python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); assert a==b,(a,b)' "$PICLOUD_JSON" "$AXUM_JSON" \
     || { echo "JSON answers differ: $PICLOUD_JSON vs $AXUM_JSON" >&2; exit 1; }
 wrk -t2 -c32 -d2s -s "$WORK/post.lua" "$BASE/bench/order" >/dev/null
-read -r PICLOUD_JSON_RPS PICLOUD_JSON_P50 PICLOUD_JSON_P99 PICLOUD_JSON_CPU < <(load_post "$BASE/bench/order" "$PICLOUD_PID")
+read -r PICLOUD_JSON_RPS PICLOUD_JSON_P50 PICLOUD_JSON_P99 PICLOUD_JSON_CPU < <(load "$BASE/bench/order" "$PICLOUD_PID" -s "$WORK/post.lua")
 wrk -t2 -c32 -d2s -s "$WORK/post.lua" "http://127.0.0.1:$AXUM_PORT/json" >/dev/null
-read -r AXUM_JSON_RPS AXUM_JSON_P50 AXUM_JSON_P99 AXUM_JSON_CPU < <(load_post "http://127.0.0.1:$AXUM_PORT/json" "$AXUM_PID")
+read -r AXUM_JSON_RPS AXUM_JSON_P50 AXUM_JSON_P99 AXUM_JSON_CPU < <(load "http://127.0.0.1:$AXUM_PORT/json" "$AXUM_PID" -s "$WORK/post.lua")
 kill $AXUM_PID
 
 # Idle: resident memory at rest and CPU time over 60 idle seconds.
