@@ -40,16 +40,25 @@ fn warm(c: &mut Criterion) {
         let first = runtime.block_on(executor.invoke(&version, request.clone()));
         let guest_body = first.result.expect("benchmark script runs").body;
         let native = NativeReference::new(source);
+        let native_grain = NativeReference::grain(source);
         assert_eq!(
             native.handle(&request),
             guest_body,
             "{name}: guest and native disagree"
+        );
+        assert_eq!(
+            native_grain.handle(&request),
+            guest_body,
+            "{name}: guest and native Rhai Grain disagree"
         );
         group.bench_function(format!("{name}/guest"), |b| {
             b.iter(|| runtime.block_on(executor.invoke(&version, request.clone())))
         });
         group.bench_function(format!("{name}/native"), |b| {
             b.iter(|| native.handle(&request))
+        });
+        group.bench_function(format!("{name}/native_grain"), |b| {
+            b.iter(|| native_grain.handle(&request))
         });
     }
     group.finish();

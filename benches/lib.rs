@@ -2,6 +2,7 @@
 //! native Rhai reference they are compared with. See `docs/benchmarks.md`.
 
 use picloud_executor_core::{Request, RhaiLimits, may_read_request};
+use rhai::grain::{Compiler, SharedProgram, Vm};
 use rhai::{Dynamic, Engine, Map, Scope};
 
 /// The scripts every executor benchmark runs, by name.
@@ -51,13 +52,49 @@ pub fn sample_request() -> Request {
 /// render the result (text or JSON).
 pub struct NativeReference {
     engine: Engine,
-    ast: rhai::AST,
+    evaluator: Evaluator,
     reads_request: bool,
 }
 
+/// How native Rhai evaluates the script.
+enum Evaluator {
+    /// Rhai's tree-walking interpreter: stock Rhai as script authors know it.
+    Ast(rhai::AST),
+    /// Rhai Grain's bytecode VM, as the guest runs scripts.
+    Grain {
+        program: SharedProgram,
+        makes_fn_pointers: bool,
+    },
+}
+
 impl NativeReference {
-    /// Compiles `source` with the guest's default limits.
+    /// Compiles `source` with the guest's default limits, for Rhai's
+    /// tree-walking interpreter.
     pub fn new(source: &str) -> NativeReference {
+        let (engine, ast) = Self::compile(source);
+        NativeReference {
+            engine,
+            evaluator: Evaluator::Ast(ast),
+            reads_request: may_read_request(source),
+        }
+    }
+
+    /// Compiles `source` with the guest's default limits and lowers it to
+    /// bytecode for Rhai Grain's VM, as the guest does.
+    pub fn grain(source: &str) -> NativeReference {
+        let (engine, ast) = Self::compile(source);
+        let program = Compiler::new().compile(&ast);
+        NativeReference {
+            engine,
+            evaluator: Evaluator::Grain {
+                makes_fn_pointers: program.makes_fn_pointers(),
+                program: program.into_shared(),
+            },
+            reads_request: may_read_request(source),
+        }
+    }
+
+    fn compile(source: &str) -> (Engine, rhai::AST) {
         let limits = RhaiLimits::default();
         let mut engine = Engine::new();
         engine
@@ -72,11 +109,7 @@ impl NativeReference {
             .set_max_variables(limits.max_variables as usize)
             .set_max_functions(limits.max_functions as usize);
         let ast = engine.compile(source).expect("benchmark scripts compile");
-        NativeReference {
-            engine,
-            ast,
-            reads_request: may_read_request(source),
-        }
+        (engine, ast)
     }
 
     /// Handles one request; returns the body bytes.
@@ -85,10 +118,17 @@ impl NativeReference {
         if self.reads_request {
             scope.push_constant("request", request_map(request));
         }
-        let value: Dynamic = self
-            .engine
-            .eval_ast_with_scope(&mut scope, &self.ast)
-            .expect("benchmark scripts run");
+        let value: Dynamic = match &self.evaluator {
+            Evaluator::Ast(ast) => self.engine.eval_ast_with_scope(&mut scope, ast),
+            Evaluator::Grain {
+                program,
+                makes_fn_pointers: true,
+            } => Vm::new(&self.engine).eval_with_callbacks(&mut scope, program),
+            Evaluator::Grain { program, .. } => {
+                Vm::new(&self.engine).eval_with_scope(&mut scope, program)
+            }
+        }
+        .expect("benchmark scripts run");
         if value.is_string() {
             value.into_string().unwrap().into_bytes()
         } else {
