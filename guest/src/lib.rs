@@ -11,8 +11,8 @@
 //!
 //! A script is parsed by Rhai and then lowered to bytecode by Rhai Grain
 //! (stock Rhai's bytecode VM, `rhai::grain`), which runs loops and function
-//! calls about twice as fast as Rhai's tree-walking interpreter; both give
-//! the same results (the conformance test in crates/executor-core checks the
+//! calls about one and a half times as fast as Rhai's tree-walking
+//! interpreter here; both give the same results (the conformance test in crates/executor-core checks the
 //! guest against native Rhai's interpreter).
 
 mod alloc;
