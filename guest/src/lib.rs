@@ -12,8 +12,8 @@
 //! A script is parsed by Rhai and then lowered to bytecode by Rhai Grain
 //! (stock Rhai's bytecode VM, `rhai::grain`), which runs loops and function
 //! calls about one and a half times as fast as Rhai's tree-walking
-//! interpreter here; both give the same results (the conformance test in crates/executor-core checks the
-//! guest against native Rhai's interpreter).
+//! interpreter here. Both give the same results: the conformance test in
+//! crates/executor-core checks the guest against native Rhai's interpreter.
 
 mod alloc;
 mod convert;
