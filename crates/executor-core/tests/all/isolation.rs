@@ -54,6 +54,33 @@ async fn closures_capture_nothing_from_earlier_requests() {
     }
 }
 
+/// The bytecode the instance keeps holds the script's literals; each request
+/// works on copies of them.
+#[tokio::test]
+async fn literals_of_the_bytecode_are_never_changed_by_a_request() {
+    let version = script(
+        r#"
+        const BASE = [1];
+        let list = BASE;
+        list.push(request.query.value ?? "none");
+        let map = #{ seen: [] };
+        map.seen.push(1);
+        let grow = || { map.seen.push(2); map.seen.len() };
+        [list.len(), grow.call(), BASE.len()]
+        "#,
+    );
+    for index in 0..5 {
+        let invocation = executor()
+            .invoke(&version, with_query("value", &index.to_string()))
+            .await;
+        assert_eq!(body(&invocation), "[2,2,1]");
+        assert!(
+            index == 0 || !invocation.stats.cold_start,
+            "later requests must reuse the warm instance"
+        );
+    }
+}
+
 #[tokio::test]
 async fn constants_and_functions_are_per_script() {
     let first = script("const SECRET = \"alpha\";\nfn tell() { global::SECRET }\ntell()");
