@@ -127,6 +127,28 @@ async fn kv_round_trips_rhai_values_as_json() {
     );
 }
 
+/// Host calls work from a script function and from closures that a native
+/// function (`map`, `filter`) calls back.
+#[tokio::test]
+async fn host_calls_from_functions_and_callbacks() {
+    let memory = Arc::new(Memory::default());
+    let version = script(
+        r#"
+        fn store(key, value) { kv::set(key, value); key }
+        let keys = [1, 2, 3].map(|n| store(`k${n}`, n * 10));
+        let big = keys.filter(|key| kv::get(key) > 15);
+        let total = 0;
+        for key in keys { total += kv::get(key); }
+        `${big} ${total}`
+        "#,
+    );
+    let invocation = executor()
+        .invoke_with(&version, get("/"), with(&memory))
+        .await;
+    assert_eq!(body(&invocation), r#"["k2", "k3"] 60"#);
+    assert_eq!(invocation.stats.host_calls, 9);
+}
+
 #[tokio::test]
 async fn bytes_from_the_host_are_blobs() {
     let memory = Arc::new(Memory::default());
