@@ -29,11 +29,8 @@ pub fn is_sane(id: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
 }
 
-/// A new request id: a UUIDv7 (RFC 9562) as 32 lower-case hex digits, so
-/// ids start with the time in milliseconds and sort roughly by arrival.
-/// Invocation records are indexed by request id; time-ordered ids are
-/// appended at the end of that index instead of landing on a random page,
-/// which made each recorded request cost about three times as much to write.
+/// A new request id: a UUIDv7 (RFC 9562) as 32 lower-case hex digits: ids
+/// start with the time in milliseconds and sort roughly by arrival.
 pub fn generate() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }

@@ -3,7 +3,6 @@
 //! background so that the table cannot grow without limit.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -161,146 +160,201 @@ pub struct PruneOutcome {
     pub over_count: u64,
 }
 
-const COLUMNS: &str = "id, app_id, script_id, script_name, version_id, \"trigger\", status, \
-     error_code, error_message, request_id, started_at, duration_us, fuel_used, fuel_limit, \
-     memory_bytes, memory_limit_bytes, cold_start, output, output_truncated";
+/// Most records in one chunk (one row of `invocation_chunks`). A batch of an
+/// app's records is stored as chunks of at most this many: few rows per
+/// batch, and a query that needs one record decodes at most this many.
+const CHUNK_RECORDS: usize = 256;
 
-#[derive(sqlx::FromRow)]
-struct InvocationRow {
-    id: i64,
-    app_id: AppId,
-    script_id: ScriptId,
-    script_name: String,
-    version_id: VersionId,
-    trigger: String,
-    status: i32,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    request_id: String,
-    started_at: Timestamp,
-    duration_us: i64,
-    fuel_used: i64,
-    fuel_limit: i64,
-    memory_bytes: i64,
-    memory_limit_bytes: i64,
-    cold_start: bool,
-    output: String,
-    output_truncated: bool,
+/// Chunks a query reads at a time while it walks an app's records.
+const CHUNK_PAGE: i64 = 16;
+
+/// One record inside a chunk, as written: a JSON array of its fields in this
+/// order (the app and nothing else is the chunk's). docs/store.md documents
+/// the layout; migration 0006 writes the same for the records it converts.
+#[derive(Serialize)]
+struct RecordOut<'a>(
+    InvocationId,
+    i64,
+    &'a str,
+    i64,
+    &'a str,
+    u16,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    bool,
+    &'a [OutputLine],
+    bool,
+);
+
+impl<'a> RecordOut<'a> {
+    fn of(record: &'a StoredInvocation) -> Self {
+        let invocation = &record.invocation;
+        RecordOut(
+            record.id,
+            invocation.script_id.0,
+            &invocation.script_name,
+            invocation.version_id.0,
+            &invocation.trigger,
+            invocation.status,
+            invocation.error_code.as_deref(),
+            invocation.error_message.as_deref(),
+            &invocation.request_id,
+            invocation.started_at.unix_millis(),
+            invocation.duration_us,
+            invocation.fuel_used,
+            invocation.fuel_limit,
+            invocation.memory_bytes,
+            invocation.memory_limit_bytes,
+            invocation.cold_start,
+            &invocation.output,
+            invocation.output_truncated,
+        )
+    }
 }
 
-impl From<InvocationRow> for StoredInvocation {
-    fn from(row: InvocationRow) -> Self {
+/// [`RecordOut`] as read back.
+#[derive(Deserialize)]
+struct RecordIn(
+    InvocationId,
+    i64,
+    String,
+    i64,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    bool,
+    Vec<OutputLine>,
+    bool,
+);
+
+impl RecordIn {
+    fn into_stored(self, app_id: AppId) -> StoredInvocation {
+        let RecordIn(
+            id,
+            script_id,
+            script_name,
+            version_id,
+            trigger,
+            status,
+            error_code,
+            error_message,
+            request_id,
+            started_at,
+            duration_us,
+            fuel_used,
+            fuel_limit,
+            memory_bytes,
+            memory_limit_bytes,
+            cold_start,
+            output,
+            output_truncated,
+        ) = self;
         StoredInvocation {
-            id: row.id,
+            id,
             invocation: NewInvocation {
-                app_id: row.app_id,
-                script_id: row.script_id,
-                script_name: row.script_name,
-                version_id: row.version_id,
-                trigger: row.trigger,
-                status: u16::try_from(row.status).unwrap_or(0),
-                error_code: row.error_code,
-                error_message: row.error_message,
-                request_id: row.request_id,
-                started_at: row.started_at,
-                duration_us: row.duration_us,
-                fuel_used: row.fuel_used,
-                fuel_limit: row.fuel_limit,
-                memory_bytes: row.memory_bytes,
-                memory_limit_bytes: row.memory_limit_bytes,
-                cold_start: row.cold_start,
-                // The store writes this column itself; unreadable text means
-                // a hand-edited row, shown as no output rather than an error.
-                output: serde_json::from_str(&row.output).unwrap_or_default(),
-                output_truncated: row.output_truncated,
+                app_id,
+                script_id: ScriptId(script_id),
+                script_name,
+                version_id: VersionId(version_id),
+                trigger,
+                status: u16::try_from(status).unwrap_or(0),
+                error_code,
+                error_message,
+                request_id,
+                started_at: Timestamp::from_unix_millis(started_at),
+                duration_us,
+                fuel_used,
+                fuel_limit,
+                memory_bytes,
+                memory_limit_bytes,
+                cold_start,
+                output,
+                output_truncated,
             },
         }
     }
 }
 
-/// The SQL condition of an error, matching [`NewInvocation::is_error`].
-const IS_ERROR: &str = "(status >= 500 OR error_code IS NOT NULL)";
-
-/// The head of the multi-row insert of [`Store::insert_invocations`].
-const INSERT_COLUMNS: &str = "INSERT INTO invocations (id, app_id, script_id, script_name, version_id, \
-     \"trigger\", status, error_code, error_message, request_id, started_at, duration_us, fuel_used, \
-     fuel_limit, memory_bytes, memory_limit_bytes, cold_start, output, output_truncated)";
-
-/// Values per row of that insert.
-const INSERT_FIELDS: usize = 19;
-
-/// Most rows per `INSERT`. A batch is written as chunks of this many
-/// records, then the rest in chunks of halving sizes (64, 32, ..., 1): at
-/// most eight statement texts, each prepared once per connection and
-/// cached, since parsing a multi-row `INSERT` costs about as much as running
-/// it. Fewer, larger statements also mean fewer round trips to SQLite's
-/// worker thread; at 128 rows (2,432 values) every cached statement together
-/// stays well under a megabyte per connection.
-const INSERT_CHUNK: usize = 128;
-
-/// The chunk sizes [`Store::insert_invocations`] writes `rows` records in:
-/// full chunks first, then the binary digits of the rest, largest first.
-fn chunk_sizes(rows: usize) -> impl Iterator<Item = usize> {
-    let full = std::iter::repeat_n(INSERT_CHUNK, rows / INSERT_CHUNK);
-    let rest = rows % INSERT_CHUNK;
-    let halves = (0..INSERT_CHUNK.trailing_zeros())
-        .rev()
-        .map(|bit| 1 << bit)
-        .filter(move |size| rest & size != 0);
-    full.chain(halves)
-}
-
-/// The multi-row `INSERT` of `rows` records on `backend`, with each
-/// backend's own placeholders: `?` on SQLite (binding to a numbered
-/// parameter there costs a lookup by name) and `$1`, `$2`, ... on PostgreSQL.
-fn insert_sql(backend: Backend, rows: usize) -> String {
-    use std::fmt::Write as _;
-    let mut sql = String::with_capacity(INSERT_COLUMNS.len() + 40 + rows * INSERT_FIELDS * 6);
-    sql.push_str(INSERT_COLUMNS);
-    if backend == Backend::Postgres {
-        // Ids are taken from the sequence up front.
-        sql.push_str(" OVERRIDING SYSTEM VALUE");
-    }
-    sql.push_str(" VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for field in 0..INSERT_FIELDS {
-            let separator = if field == 0 { "" } else { ", " };
-            match backend {
-                Backend::Sqlite => {
-                    sql.push_str(separator);
-                    sql.push('?');
-                }
-                Backend::Postgres => {
-                    let _ = write!(sql, "{separator}${}", row * INSERT_FIELDS + field + 1);
-                }
-            }
+/// The `records` text of a chunk: its records as a JSON array, oldest first.
+fn encode_chunk<'a>(records: impl IntoIterator<Item = &'a StoredInvocation>) -> String {
+    let mut text = Vec::with_capacity(4096);
+    text.push(b'[');
+    for (index, record) in records.into_iter().enumerate() {
+        if index > 0 {
+            text.push(b',');
         }
-        sql.push(')');
+        serde_json::to_writer(&mut text, &RecordOut::of(record))
+            .expect("records serialise to a Vec");
     }
-    sql
+    text.push(b']');
+    String::from_utf8(text).expect("serde_json writes UTF-8")
 }
 
-/// The `INSERT` of `rows` records (a size [`chunk_sizes`] yields) on
-/// `backend`, built once per process: sqlx finds its cached prepared
-/// statement by the text, so there is no reason to build the text again
-/// for every chunk.
-fn chunk_insert_sql(backend: Backend, rows: usize) -> &'static str {
-    const SIZES: usize = INSERT_CHUNK.trailing_zeros() as usize + 1;
-    static SQLITE: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
-    static POSTGRES: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
-    debug_assert!(rows.is_power_of_two() && rows <= INSERT_CHUNK);
-    let cells = match backend {
-        Backend::Sqlite => &SQLITE,
-        Backend::Postgres => &POSTGRES,
-    };
-    cells[rows.trailing_zeros() as usize].get_or_init(|| insert_sql(backend, rows))
+/// A chunk's records, oldest first. The store writes this column itself;
+/// text it cannot read means a hand-edited row, shown as no records (and
+/// logged) rather than failing every query that touches the app.
+fn decode_chunk(app_id: AppId, chunk_id: i64, text: &str) -> Vec<StoredInvocation> {
+    match serde_json::from_str::<Vec<RecordIn>>(text) {
+        Ok(records) => records
+            .into_iter()
+            .map(|record| record.into_stored(app_id))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(chunk_id, %error, "an invocation chunk is unreadable; skipped it");
+            Vec::new()
+        }
+    }
 }
 
-/// A value bound to a query built at run time.
-enum Bind {
-    Integer(i64),
-    Text(String),
+/// A chunk as queries read it.
+#[derive(sqlx::FromRow)]
+struct ChunkRow {
+    id: i64,
+    app_id: AppId,
+    first_id: i64,
+    last_id: i64,
+    records: String,
+}
+
+impl ChunkRow {
+    fn decode(&self) -> Vec<StoredInvocation> {
+        decode_chunk(self.app_id, self.id, &self.records)
+    }
+}
+
+/// The columns of [`ChunkRow`].
+const CHUNK_COLUMNS: &str = "id, app_id, first_id, last_id, records";
+
+/// Whether `record` passes every condition of `filter`.
+fn matches(filter: &InvocationFilter, record: &StoredInvocation) -> bool {
+    filter
+        .script
+        .as_ref()
+        .is_none_or(|script| record.script_name == *script)
+        && filter.before.is_none_or(|before| record.id < before)
+        && filter.since.is_none_or(|since| record.started_at >= since)
+        && filter.until.is_none_or(|until| record.started_at < until)
+        && match filter.status {
+            None => true,
+            Some(StatusFilter::Ok) => !record.is_error(),
+            Some(StatusFilter::Error) => record.is_error(),
+            Some(StatusFilter::Exact(status)) => record.status == status,
+        }
 }
 
 impl Store {
@@ -308,12 +362,13 @@ impl Store {
     /// their ids, in order. Records of an app that no longer exists (deleted
     /// while they waited in memory) are skipped, not an error.
     ///
-    /// Multi-row `INSERT`s of up to [`INSERT_CHUNK`] records, with ids taken
-    /// up front (the sequence on PostgreSQL; on SQLite, after the highest
-    /// id ever used, inside the write lock), so the server can keep up with
-    /// tens of thousands of invocations a second on a small board. The
-    /// batch is taken by value and moved into the result, so writing it
-    /// copies no record.
+    /// Ids are taken for the whole batch with one `UPDATE` of the counter
+    /// row, in batch order, and each app's records go in as chunks of up to
+    /// [`CHUNK_RECORDS`]: a handful of rows per batch instead of one row and
+    /// four index entries per record, so the server can keep up with tens
+    /// of thousands of invocations a second on a small board. The batch is
+    /// taken by value and moved into the result, so writing it copies no
+    /// record.
     pub async fn insert_invocations(
         &self,
         batch: Vec<NewInvocation>,
@@ -331,7 +386,6 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let backend = self.backend();
         let stored = write_transaction!(self, transaction => {
             let mut live_apps = sqlx::query_scalar::<_, i64>(&apps_sql);
             for app_id in &app_ids {
@@ -346,67 +400,46 @@ impl Store {
                 Vec::new()
             } else {
                 let count = rows.len() as i64;
-                let ids: Vec<i64> = if backend == Backend::Sqlite {
-                    // The write lock is held: nobody else takes ids meanwhile.
-                    let last: i64 = sqlx::query_scalar(
-                        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence \
-                                              WHERE name = 'invocations'), 0), \
-                                    COALESCE((SELECT MAX(id) FROM invocations), 0))",
-                    )
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                    (last + 1..=last + count).collect()
-                } else {
-                    sqlx::query_scalar(
-                        "SELECT nextval(pg_get_serial_sequence('invocations', 'id')) \
-                         FROM generate_series(1, $1)",
-                    )
-                    .bind(count)
-                    .fetch_all(&mut *transaction)
-                    .await?
-                };
-                let mut start = 0;
-                for size in chunk_sizes(rows.len()) {
-                    let (chunk, chunk_ids) =
-                        (&rows[start..start + size], &ids[start..start + size]);
-                    start += size;
-                    let mut insert = sqlx::query(chunk_insert_sql(backend, size));
-                    for (invocation, id) in chunk.iter().zip(chunk_ids) {
-                        insert = insert
-                            .bind(*id)
-                            .bind(invocation.app_id)
-                            .bind(invocation.script_id)
-                            .bind(invocation.script_name.as_str())
-                            .bind(invocation.version_id)
-                            .bind(invocation.trigger.as_str())
-                            .bind(i32::from(invocation.status))
-                            .bind(invocation.error_code.as_deref())
-                            .bind(invocation.error_message.as_deref())
-                            .bind(invocation.request_id.as_str())
-                            .bind(invocation.started_at)
-                            .bind(invocation.duration_us)
-                            .bind(invocation.fuel_used)
-                            .bind(invocation.fuel_limit)
-                            .bind(invocation.memory_bytes)
-                            .bind(invocation.memory_limit_bytes)
-                            .bind(invocation.cold_start);
-                        // Most invocations print nothing: no JSON to write for them.
-                        insert = if invocation.output.is_empty() {
-                            insert.bind("[]")
-                        } else {
-                            insert.bind(
-                                serde_json::to_string(&invocation.output)
-                                    .unwrap_or_else(|_| "[]".to_owned()),
-                            )
-                        };
-                        insert = insert.bind(invocation.output_truncated);
-                    }
-                    insert.execute(&mut *transaction).await?;
-                }
-                rows.into_iter()
-                    .zip(ids)
+                // The counter row's lock keeps concurrent writers' ranges apart.
+                let last: i64 = sqlx::query_scalar(
+                    "UPDATE invocation_ids SET last_id = last_id + $1 RETURNING last_id",
+                )
+                .bind(count)
+                .fetch_one(&mut *transaction)
+                .await?;
+                let stored: Vec<StoredInvocation> = rows
+                    .into_iter()
+                    .zip(last - count + 1..)
                     .map(|(invocation, id)| StoredInvocation { id, invocation })
-                    .collect()
+                    .collect();
+                // Each app's records in batch order (so in id order).
+                let mut by_app: BTreeMap<i64, Vec<&StoredInvocation>> = BTreeMap::new();
+                for record in &stored {
+                    by_app.entry(record.app_id.0).or_default().push(record);
+                }
+                for (app_id, records) in &by_app {
+                    for chunk in records.chunks(CHUNK_RECORDS) {
+                        let (oldest, newest) = chunk.iter().fold((i64::MAX, i64::MIN), |(oldest, newest), record| {
+                            let started_at = record.started_at.unix_millis();
+                            (oldest.min(started_at), newest.max(started_at))
+                        });
+                        sqlx::query(
+                            "INSERT INTO invocation_chunks (app_id, first_id, last_id, \
+                             oldest_started_at, newest_started_at, record_count, records) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind(*app_id)
+                        .bind(chunk[0].id)
+                        .bind(chunk[chunk.len() - 1].id)
+                        .bind(oldest)
+                        .bind(newest)
+                        .bind(chunk.len() as i32)
+                        .bind(encode_chunk(chunk.iter().copied()))
+                        .execute(&mut *transaction)
+                        .await?;
+                    }
+                }
+                stored
             }
         });
         Ok(stored)
@@ -421,51 +454,65 @@ impl Store {
         filter: &InvocationFilter,
         limit: u32,
     ) -> StoreResult<Vec<StoredInvocation>> {
-        let mut conditions = vec!["app_id = $1".to_owned()];
-        let mut binds = vec![Bind::Integer(app_id.0)];
-        // Adds `column operator $n` with its value.
-        let mut condition = |column: &str, operator: &str, value: Bind| {
-            binds.push(value);
-            conditions.push(format!("{column} {operator} ${}", binds.len()));
-        };
-        if let Some(script) = &filter.script {
-            condition("script_name", "=", Bind::Text(script.clone()));
-        }
-        if let Some(before) = filter.before {
-            condition("id", "<", Bind::Integer(before));
-        }
-        if let Some(since) = filter.since {
-            condition("started_at", ">=", Bind::Integer(since.unix_millis()));
-        }
-        if let Some(until) = filter.until {
-            condition("started_at", "<", Bind::Integer(until.unix_millis()));
-        }
-        if let Some(StatusFilter::Exact(status)) = filter.status {
-            condition("status", "=", Bind::Integer(i64::from(status)));
-        }
-        match filter.status {
-            Some(StatusFilter::Ok) => conditions.push(format!("NOT {IS_ERROR}")),
-            Some(StatusFilter::Error) => conditions.push(IS_ERROR.to_owned()),
-            Some(StatusFilter::Exact(_)) | None => {}
-        }
-        let limit = i64::from(limit.clamp(1, MAX_INVOCATION_PAGE));
-        binds.push(Bind::Integer(limit));
-        let sql = format!(
-            "SELECT {COLUMNS} FROM invocations WHERE {} ORDER BY id DESC LIMIT ${}",
-            conditions.join(" AND "),
-            binds.len()
-        );
-        let rows: Vec<InvocationRow> = on_pool!(self, pool => {
-            let mut query = sqlx::query_as::<_, InvocationRow>(&sql);
-            for bind in &binds {
-                query = match bind {
-                    Bind::Integer(value) => query.bind(*value),
-                    Bind::Text(value) => query.bind(value.as_str()),
-                };
+        let limit = limit.clamp(1, MAX_INVOCATION_PAGE) as usize;
+        let mut found = Vec::new();
+        self.walk_newest_first(app_id, filter, None, |record| {
+            if matches(filter, &record) {
+                found.push(record);
             }
-            query.fetch_all(pool).await?
-        });
-        Ok(rows.into_iter().map(StoredInvocation::from).collect())
+            found.len() < limit
+        })
+        .await?;
+        Ok(found)
+    }
+
+    /// Calls `visit` with an app's records newest first, from the chunks that
+    /// may hold records passing `filter`'s id and time bounds (and, when
+    /// given, whose text contains `needle`), until it returns `false` or the
+    /// records run out.
+    async fn walk_newest_first(
+        &self,
+        app_id: AppId,
+        filter: &InvocationFilter,
+        needle: Option<&str>,
+        mut visit: impl FnMut(StoredInvocation) -> bool,
+    ) -> StoreResult<()> {
+        let contains = match self.backend() {
+            Backend::Sqlite => "instr(records, $6) > 0",
+            Backend::Postgres => "strpos(records, $6) > 0",
+        };
+        let sql = format!(
+            "SELECT {CHUNK_COLUMNS} FROM invocation_chunks WHERE app_id = $1 AND first_id < $2 \
+             AND newest_started_at >= $3 AND oldest_started_at < $4 AND ($6 IS NULL OR {contains}) \
+             ORDER BY last_id DESC LIMIT $5"
+        );
+        let since = filter.since.map_or(i64::MIN, Timestamp::unix_millis);
+        let until = filter.until.map_or(i64::MAX, Timestamp::unix_millis);
+        let mut below = filter.before.unwrap_or(i64::MAX);
+        loop {
+            let chunks: Vec<ChunkRow> = on_pool!(self, pool => {
+                sqlx::query_as(&sql)
+                    .bind(app_id)
+                    .bind(below)
+                    .bind(since)
+                    .bind(until)
+                    .bind(CHUNK_PAGE)
+                    .bind(needle)
+                    .fetch_all(pool)
+                    .await?
+            });
+            for chunk in &chunks {
+                for record in chunk.decode().into_iter().rev() {
+                    if record.id < below && !visit(record) {
+                        return Ok(());
+                    }
+                }
+                below = chunk.first_id;
+            }
+            if (chunks.len() as i64) < CHUNK_PAGE {
+                return Ok(());
+            }
+        }
     }
 
     /// One record of an app by its id, or `None`.
@@ -474,35 +521,42 @@ impl Store {
         app_id: AppId,
         id: InvocationId,
     ) -> StoreResult<Option<StoredInvocation>> {
-        let sql = format!("SELECT {COLUMNS} FROM invocations WHERE app_id = $1 AND id = $2");
-        let row: Option<InvocationRow> = on_pool!(self, pool => {
-            sqlx::query_as::<_, InvocationRow>(&sql)
+        let sql = format!(
+            "SELECT {CHUNK_COLUMNS} FROM invocation_chunks \
+             WHERE app_id = $1 AND last_id >= $2 AND first_id <= $2 ORDER BY last_id LIMIT 1"
+        );
+        let chunk: Option<ChunkRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql)
                 .bind(app_id)
                 .bind(id)
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.map(StoredInvocation::from))
+        Ok(chunk.and_then(|chunk| chunk.decode().into_iter().find(|record| record.id == id)))
     }
 
-    /// The newest record of an app with this request id, or `None`.
+    /// The newest record of an app with this request id, or `None`. Only
+    /// chunks whose text holds the id (as a JSON string) are decoded.
     pub async fn invocation_by_request_id(
         &self,
         app_id: AppId,
         request_id: &str,
     ) -> StoreResult<Option<StoredInvocation>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM invocations WHERE app_id = $1 AND request_id = $2 \
-             ORDER BY id DESC LIMIT 1"
-        );
-        let row: Option<InvocationRow> = on_pool!(self, pool => {
-            sqlx::query_as::<_, InvocationRow>(&sql)
-                .bind(app_id)
-                .bind(request_id)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(row.map(StoredInvocation::from))
+        let needle = serde_json::to_string(request_id).expect("a string serialises");
+        let mut found = None;
+        self.walk_newest_first(
+            app_id,
+            &InvocationFilter::default(),
+            Some(&needle),
+            |record| {
+                if record.request_id == request_id {
+                    found = Some(record);
+                }
+                found.is_none()
+            },
+        )
+        .await?;
+        Ok(found)
     }
 
     /// An app's records newer than `after_id`, oldest first (for a live
@@ -515,28 +569,45 @@ impl Store {
         script: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<StoredInvocation>> {
-        let limit = i64::from(limit.clamp(1, MAX_INVOCATION_PAGE));
+        let limit = limit.clamp(1, MAX_INVOCATION_PAGE) as usize;
         let sql = format!(
-            "SELECT {COLUMNS} FROM invocations WHERE app_id = $1 AND id > $2 \
-             AND ($3 IS NULL OR script_name = $3) ORDER BY id LIMIT $4"
+            "SELECT {CHUNK_COLUMNS} FROM invocation_chunks WHERE app_id = $1 AND last_id > $2 \
+             ORDER BY last_id LIMIT $3"
         );
-        let rows: Vec<InvocationRow> = on_pool!(self, pool => {
-            sqlx::query_as::<_, InvocationRow>(&sql)
-                .bind(app_id)
-                .bind(after_id)
-                .bind(script)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(rows.into_iter().map(StoredInvocation::from).collect())
+        let mut found = Vec::new();
+        let mut above = after_id;
+        loop {
+            let chunks: Vec<ChunkRow> = on_pool!(self, pool => {
+                sqlx::query_as(&sql)
+                    .bind(app_id)
+                    .bind(above)
+                    .bind(CHUNK_PAGE)
+                    .fetch_all(pool)
+                    .await?
+            });
+            for chunk in &chunks {
+                for record in chunk.decode() {
+                    if record.id > above && script.is_none_or(|script| record.script_name == script)
+                    {
+                        found.push(record);
+                        if found.len() == limit {
+                            return Ok(found);
+                        }
+                    }
+                }
+                above = above.max(chunk.last_id);
+            }
+            if (chunks.len() as i64) < CHUNK_PAGE {
+                return Ok(found);
+            }
+        }
     }
 
     /// The id of an app's newest record, or 0 when it has none: where a live
     /// tail that wants only new records starts.
     pub async fn newest_invocation_id(&self, app_id: AppId) -> StoreResult<InvocationId> {
         let newest: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT MAX(id) FROM invocations WHERE app_id = $1")
+            sqlx::query_scalar("SELECT MAX(last_id) FROM invocation_chunks WHERE app_id = $1")
                 .bind(app_id)
                 .fetch_one(pool)
                 .await?
@@ -548,8 +619,7 @@ impl Store {
     /// started in `[since, until)`, in buckets of `bucket` aligned to the
     /// Unix epoch, for the dashboard's charts. Only scripts with at least
     /// one invocation in the window have a series; each series has every
-    /// bucket of the window, empty ones included. Percentiles are computed
-    /// here rather than in SQL, which has no portable percentile function.
+    /// bucket of the window, empty ones included.
     pub async fn invocation_stats(
         &self,
         app_id: AppId,
@@ -560,17 +630,14 @@ impl Store {
     ) -> StoreResult<Vec<InvocationSeries>> {
         let bucket_ms = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX).max(1);
         let sql = format!(
-            "SELECT script_name, started_at, duration_us, \
-             CAST(CASE WHEN {IS_ERROR} THEN 1 ELSE 0 END AS BIGINT) AS failed FROM invocations \
-             WHERE app_id = $1 AND started_at >= $2 AND started_at < $3 \
-             AND ($4 IS NULL OR script_name = $4)"
+            "SELECT {CHUNK_COLUMNS} FROM invocation_chunks WHERE app_id = $1 \
+             AND newest_started_at >= $2 AND oldest_started_at < $3"
         );
-        let rows: Vec<(String, i64, i64, i64)> = on_pool!(self, pool => {
+        let chunks: Vec<ChunkRow> = on_pool!(self, pool => {
             sqlx::query_as(&sql)
                 .bind(app_id)
                 .bind(since)
                 .bind(until)
-                .bind(script)
                 .fetch_all(pool)
                 .await?
         });
@@ -581,15 +648,26 @@ impl Store {
         .unwrap_or(0);
         // Durations (in microseconds) and error counts per script per bucket.
         let mut per_script: BTreeMap<String, Vec<(Vec<i64>, u64)>> = BTreeMap::new();
-        for (script_name, started_at, duration_us, failed) in rows {
-            let index = usize::try_from((started_at - first_bucket).div_euclid(bucket_ms))
+        for chunk in &chunks {
+            for record in chunk.decode() {
+                if record.started_at < since
+                    || record.started_at >= until
+                    || script.is_some_and(|script| record.script_name != script)
+                {
+                    continue;
+                }
+                let index = usize::try_from(
+                    (record.started_at.unix_millis() - first_bucket).div_euclid(bucket_ms),
+                )
                 .unwrap_or(usize::MAX);
-            let buckets = per_script
-                .entry(script_name)
-                .or_insert_with(|| vec![(Vec::new(), 0); bucket_count]);
-            if let Some((durations, errors)) = buckets.get_mut(index) {
-                durations.push(duration_us);
-                *errors += u64::from(failed != 0);
+                let failed = record.is_error();
+                let buckets = per_script
+                    .entry(record.invocation.script_name)
+                    .or_insert_with(|| vec![(Vec::new(), 0); bucket_count]);
+                if let Some((durations, errors)) = buckets.get_mut(index) {
+                    durations.push(record.invocation.duration_us);
+                    *errors += u64::from(failed);
+                }
             }
         }
         Ok(per_script
@@ -611,38 +689,41 @@ impl Store {
     /// Enforces retention: deletes records that started before `now -
     /// max_age`, then, per app, every record beyond its `max_per_app` newest.
     ///
-    /// Old records go app by app (every record's app exists: deleting an app
-    /// deletes its records), each on `invocations_app_started_at`, so no
-    /// index on `started_at` alone is kept up to date on every insert.
-    /// Deletes run in chunks of [`PRUNE_CHUNK`] rows, each its own
-    /// statement, so a large backlog never becomes one huge transaction
-    /// (which would hold the database's write lock and grow SQLite's
-    /// write-ahead log by its whole size).
+    /// A chunk whose newest record is too old goes whole; one that straddles
+    /// the limit is rewritten without its old records, so retention is exact
+    /// to the record.
     pub async fn prune_invocations(
         &self,
         max_per_app: u32,
         max_age: Duration,
     ) -> StoreResult<PruneOutcome> {
-        let cutoff = Timestamp::now().before(max_age);
-        let apps: Vec<AppId> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT id FROM apps ORDER BY id")
+        let cutoff = Timestamp::now().before(max_age).unix_millis();
+        let counts: Vec<i32> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "DELETE FROM invocation_chunks WHERE newest_started_at < $1 RETURNING record_count",
+            )
+            .bind(cutoff)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut too_old: u64 = counts.iter().map(|count| *count as u64).sum();
+        let straddling: Vec<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM invocation_chunks WHERE oldest_started_at < $1")
+                .bind(cutoff)
                 .fetch_all(pool)
                 .await?
         });
-        let mut too_old = 0;
-        for app_id in apps {
+        for chunk_id in straddling {
             too_old += self
-                .delete_in_chunks(
-                    "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations \
-                     WHERE app_id = $1 AND started_at < $2 ORDER BY started_at LIMIT $3)",
-                    app_id,
-                    cutoff.unix_millis(),
-                )
+                .trim_chunk(chunk_id, |records| {
+                    records.retain(|record| record.started_at.unix_millis() >= cutoff);
+                })
                 .await?;
         }
         let crowded: Vec<AppId> = on_pool!(self, pool => {
             sqlx::query_scalar(
-                "SELECT app_id FROM invocations GROUP BY app_id HAVING COUNT(*) > $1",
+                "SELECT app_id FROM invocation_chunks GROUP BY app_id \
+                 HAVING SUM(record_count) > $1",
             )
             .bind(i64::from(max_per_app))
             .fetch_all(pool)
@@ -663,57 +744,110 @@ impl Store {
     /// many records to, so that storage stays bounded under sustained
     /// traffic however long the interval between full retention runs.
     pub async fn prune_app_invocations(&self, app_id: AppId, keep: u32) -> StoreResult<u64> {
-        // The newest record that goes: everything from it down goes too.
-        let newest_to_delete: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT id FROM invocations WHERE app_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
+        let chunks: Vec<(i64, i64, i32)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, last_id, record_count FROM invocation_chunks WHERE app_id = $1 \
+                 ORDER BY last_id DESC",
             )
             .bind(app_id)
-            .bind(i64::from(keep))
-            .fetch_optional(pool)
+            .fetch_all(pool)
             .await?
         });
-        let Some(newest_to_delete) = newest_to_delete else {
-            return Ok(0);
-        };
-        self.delete_in_chunks(
-            "DELETE FROM invocations WHERE id IN (SELECT id FROM invocations \
-             WHERE app_id = $1 AND id <= $2 ORDER BY id LIMIT $3)",
-            app_id,
-            newest_to_delete,
-        )
-        .await
+        let mut kept = 0u64;
+        for (chunk_id, last_id, count) in chunks {
+            let count = count as u64;
+            let room = u64::from(keep) - kept;
+            if count <= room {
+                kept += count;
+                continue;
+            }
+            // This chunk holds the oldest record to keep, or none at all:
+            // trim it, then delete every older chunk.
+            let mut deleted = 0;
+            let newest_to_delete = if room > 0 {
+                deleted += self
+                    .trim_chunk(chunk_id, |records| {
+                        let excess = records.len().saturating_sub(room as usize);
+                        records.drain(..excess);
+                    })
+                    .await?;
+                last_id - 1
+            } else {
+                last_id
+            };
+            let counts: Vec<i32> = on_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "DELETE FROM invocation_chunks WHERE app_id = $1 AND last_id <= $2 \
+                     RETURNING record_count",
+                )
+                .bind(app_id)
+                .bind(newest_to_delete)
+                .fetch_all(pool)
+                .await?
+            });
+            // Trimming kept the chunk's newest records, so its last id is
+            // still `last_id` and the delete above spared it.
+            deleted += counts.iter().map(|count| *count as u64).sum::<u64>();
+            return Ok(deleted);
+        }
+        Ok(0)
     }
 
-    /// Runs `statement` (binding the app, `bound` and [`PRUNE_CHUNK`]) until
-    /// it deletes fewer than a chunk, and returns the rows deleted.
-    async fn delete_in_chunks(
+    /// Rewrites one chunk with the records `trim` leaves (deleting the chunk
+    /// when it leaves none) and says how many records went.
+    async fn trim_chunk(
         &self,
-        statement: &'static str,
-        app_id: AppId,
-        bound: i64,
+        chunk_id: i64,
+        trim: impl FnOnce(&mut Vec<StoredInvocation>),
     ) -> StoreResult<u64> {
-        let mut deleted = 0;
-        loop {
-            let rows = on_pool!(self, pool => {
-                sqlx::query(statement)
-                    .bind(app_id)
-                    .bind(bound)
-                    .bind(PRUNE_CHUNK)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-            });
-            deleted += rows;
-            if rows < PRUNE_CHUNK as u64 {
-                return Ok(deleted);
+        let select = format!(
+            "SELECT {CHUNK_COLUMNS} FROM invocation_chunks WHERE id = $1{}",
+            self.lock_clause()
+        );
+        let removed = write_transaction!(self, transaction => {
+            let chunk: Option<ChunkRow> = sqlx::query_as(&select)
+                .bind(chunk_id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+            match chunk {
+                // Deleted meanwhile.
+                None => 0,
+                Some(chunk) => {
+                    let mut records = chunk.decode();
+                    let before = records.len();
+                    trim(&mut records);
+                    let removed = (before - records.len()) as u64;
+                    if records.is_empty() {
+                        sqlx::query("DELETE FROM invocation_chunks WHERE id = $1")
+                            .bind(chunk_id)
+                            .execute(&mut *transaction)
+                            .await?;
+                    } else if removed > 0 {
+                        let starts = records.iter().map(|record| record.started_at);
+                        let oldest = starts.clone().min().expect("records is not empty");
+                        let newest = starts.max().expect("records is not empty");
+                        sqlx::query(
+                            "UPDATE invocation_chunks SET first_id = $2, last_id = $3, \
+                             oldest_started_at = $4, newest_started_at = $5, record_count = $6, \
+                             records = $7 WHERE id = $1",
+                        )
+                        .bind(chunk_id)
+                        .bind(records[0].id)
+                        .bind(records[records.len() - 1].id)
+                        .bind(oldest)
+                        .bind(newest)
+                        .bind(records.len() as i32)
+                        .bind(encode_chunk(&records))
+                        .execute(&mut *transaction)
+                        .await?;
+                    }
+                    removed
+                }
             }
-        }
+        });
+        Ok(removed)
     }
 }
-
-/// Rows deleted per statement when pruning invocation records.
-const PRUNE_CHUNK: i64 = 5_000;
 
 /// One bucket's figures from its durations in microseconds.
 fn summarize(start: Timestamp, mut durations: Vec<i64>, errors: u64) -> InvocationBucket {
@@ -752,33 +886,79 @@ fn summarize(start: Timestamp, mut durations: Vec<i64>, errors: u64) -> Invocati
 mod tests {
     use super::*;
 
-    #[test]
-    fn batches_split_into_few_cached_chunk_sizes() {
-        for rows in [0, 1, 2, 3, 100, 127, 128, 129, 1_000, 1_203] {
-            let sizes: Vec<usize> = chunk_sizes(rows).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows}: {sizes:?}");
-            assert!(sizes.windows(2).all(|pair| pair[0] >= pair[1]), "{sizes:?}");
-            assert!(
-                sizes
-                    .iter()
-                    .all(|size| size.is_power_of_two() && *size <= INSERT_CHUNK)
-            );
+    fn stored(id: InvocationId, status: u16, output: Vec<OutputLine>) -> StoredInvocation {
+        StoredInvocation {
+            id,
+            invocation: NewInvocation {
+                app_id: AppId(3),
+                script_id: ScriptId(4),
+                script_name: "caf\u{e9} \"quoted\"".to_owned(),
+                version_id: VersionId(5),
+                trigger: "http".to_owned(),
+                status,
+                error_code: (status >= 500).then(|| "script_error".to_owned()),
+                error_message: (status >= 500).then(|| "line 1\nline 2".to_owned()),
+                request_id: format!("req-{id}"),
+                started_at: Timestamp::from_unix_millis(1_700_000_000_000 + id),
+                duration_us: 12,
+                fuel_used: 34,
+                fuel_limit: 56,
+                memory_bytes: 78,
+                memory_limit_bytes: 90,
+                cold_start: id % 2 == 0,
+                output,
+                output_truncated: id % 3 == 0,
+            },
         }
-        assert_eq!(
-            chunk_sizes(1_000).collect::<Vec<_>>(),
-            [128, 128, 128, 128, 128, 128, 128, 64, 32, 8]
-        );
     }
 
     #[test]
-    fn insert_statements_have_one_placeholder_per_value() {
-        let sqlite = chunk_insert_sql(Backend::Sqlite, 4);
-        assert_eq!(sqlite.matches('?').count(), 4 * INSERT_FIELDS);
-        assert!(!sqlite.contains('$'));
-        let postgres = chunk_insert_sql(Backend::Postgres, 2);
-        assert!(postgres.contains("OVERRIDING SYSTEM VALUE VALUES ($1, $2, "));
-        assert!(postgres.ends_with(&format!("${})", 2 * INSERT_FIELDS)));
-        assert_eq!(postgres.matches('$').count(), 2 * INSERT_FIELDS);
+    fn chunks_round_trip_every_field() {
+        let records = vec![
+            stored(10, 200, Vec::new()),
+            stored(
+                11,
+                500,
+                vec![OutputLine {
+                    level: "print".to_owned(),
+                    text: "\u{2713} done".to_owned(),
+                }],
+            ),
+        ];
+        let text = encode_chunk(&records);
+        assert!(text.starts_with("[[10,4,"), "{text}");
+        assert_eq!(decode_chunk(AppId(3), 1, &text), records);
+        assert!(decode_chunk(AppId(3), 1, "not json").is_empty());
+    }
+
+    #[test]
+    fn filters_match_like_the_sql_they_replaced() {
+        let ok = stored(10, 404, Vec::new());
+        let failed = stored(11, 500, Vec::new());
+        let mut refused = stored(12, 429, Vec::new());
+        refused.invocation.error_code = Some("rate_limited".to_owned());
+        let by = |status| InvocationFilter {
+            status: Some(status),
+            ..InvocationFilter::default()
+        };
+        assert!(matches(&by(StatusFilter::Ok), &ok));
+        assert!(!matches(&by(StatusFilter::Ok), &refused));
+        assert!(matches(&by(StatusFilter::Error), &failed));
+        assert!(matches(&by(StatusFilter::Error), &refused));
+        assert!(matches(&by(StatusFilter::Exact(404)), &ok));
+        let window = InvocationFilter {
+            before: Some(12),
+            since: Some(ok.started_at),
+            until: Some(refused.started_at),
+            ..InvocationFilter::default()
+        };
+        assert!(matches(&window, &ok) && matches(&window, &failed));
+        assert!(!matches(&window, &refused));
+        let other_script = InvocationFilter {
+            script: Some("other".to_owned()),
+            ..InvocationFilter::default()
+        };
+        assert!(!matches(&other_script, &ok));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use picloud_manager_core::api::{
     api_router,
 };
 use picloud_manager_core::{
-    ActiveScript, AppId, DomainRoute, InstanceRole, InvocationFilter, NewInvocation, NewUser,
-    OutputLine, ScriptId, StatusFilter, Timestamp, VersionId, auth,
+    ActiveScript, AppId, Backend, DomainRoute, InstanceRole, InvocationFilter, NewInvocation,
+    NewUser, OutputLine, ScriptId, StatusFilter, Timestamp, VersionId, auth,
 };
 use tower::ServiceExt;
 
@@ -508,4 +508,227 @@ pub async fn large_batches_keep_order_and_ids_never_repeat(database: &TestDataba
         .await
         .unwrap();
     assert!(next[0].id > last, "{} after {last}", next[0].id);
+}
+
+/// Puts the database back to the schema before migration 6 (one row per
+/// record), as a database of an older PiCloud has it: the next `migrate`
+/// converts its rows.
+async fn downgrade_to_record_rows(database: &TestDatabase) {
+    let (table, prune_index) = match database.store.backend() {
+        Backend::Sqlite => (
+            include_str!("../../../../migrations/sqlite/0002_invocations.sql"),
+            include_str!("../../../../migrations/sqlite/0005_invocations_prune_by_app.sql"),
+        ),
+        Backend::Postgres => (
+            include_str!("../../../../migrations/postgres/0002_invocations.sql"),
+            include_str!("../../../../migrations/postgres/0005_invocations_prune_by_app.sql"),
+        ),
+    };
+    database
+        .execute_raw(&format!(
+            "DROP TABLE invocation_chunks; DROP TABLE invocation_ids; {table}; {prune_index}; \
+             DELETE FROM _sqlx_migrations WHERE version = 6;"
+        ))
+        .await
+        .unwrap();
+}
+
+pub async fn records_of_an_older_schema_survive_the_upgrade(database: &TestDatabase) {
+    let app = database.store.create_app("legacy", "Legacy").await.unwrap();
+    downgrade_to_record_rows(database).await;
+    let hour_ago = Timestamp::now().before(Duration::from_secs(3600));
+    let minute_ago = Timestamp::now().before(Duration::from_secs(60));
+    let app_id = app.id.0;
+    let (t1, t2) = (hour_ago.unix_millis(), minute_ago.unix_millis());
+    // Three rows; the newest is deleted again, so the old sequence is ahead
+    // of the highest id left.
+    database
+        .execute_raw(&format!(
+            "INSERT INTO invocations (app_id, script_id, script_name, version_id, \"trigger\", \
+             status, error_code, error_message, request_id, started_at, duration_us, fuel_used, \
+             fuel_limit, memory_bytes, memory_limit_bytes, cold_start, output, output_truncated) \
+             VALUES ({app_id}, 7, 'hello', 3, 'http', 200, NULL, NULL, 'old-1', {t1}, 1500, 10, \
+                     100, 65536, 1048576, TRUE, \
+                     '[{{\"level\":\"print\",\"text\":\"hi \\\"there\\\" ✓\"}}]', FALSE), \
+                    ({app_id}, 8, 'cron job', 4, 'schedule', 500, 'script_error', \
+                     'boom at line 2', 'old-2', {t2}, 2500, 20, 100, 65536, 1048576, FALSE, '[]', \
+                     TRUE), \
+                    ({app_id}, 7, 'hello', 3, 'http', 200, NULL, NULL, 'old-3', {t2}, 1, 1, 1, 1, \
+                     1, FALSE, '[]', FALSE); \
+             DELETE FROM invocations WHERE request_id = 'old-3';"
+        ))
+        .await
+        .unwrap();
+
+    let store = database.reconnect().await;
+    assert_eq!(store.pending_migrations().await.unwrap(), 1);
+    store.migrate().await.unwrap();
+
+    let records = store
+        .list_invocations(app.id, &InvocationFilter::default(), 10)
+        .await
+        .unwrap();
+    let request_ids: Vec<&str> = records
+        .iter()
+        .map(|record| record.request_id.as_str())
+        .collect();
+    assert_eq!(request_ids, ["old-2", "old-1"], "newest first");
+    let expected_first = NewInvocation {
+        app_id: app.id,
+        script_id: ScriptId(7),
+        script_name: "hello".to_owned(),
+        version_id: VersionId(3),
+        trigger: "http".to_owned(),
+        status: 200,
+        error_code: None,
+        error_message: None,
+        request_id: "old-1".to_owned(),
+        started_at: hour_ago,
+        duration_us: 1500,
+        fuel_used: 10,
+        fuel_limit: 100,
+        memory_bytes: 65536,
+        memory_limit_bytes: 1_048_576,
+        cold_start: true,
+        output: vec![OutputLine {
+            level: "print".to_owned(),
+            text: "hi \"there\" ✓".to_owned(),
+        }],
+        output_truncated: false,
+    };
+    assert_eq!(records[1].invocation, expected_first);
+    let failed = &records[0];
+    assert_eq!(
+        (
+            failed.trigger.as_str(),
+            failed.status,
+            failed.error_code.as_deref()
+        ),
+        ("schedule", 500, Some("script_error"))
+    );
+    assert!(failed.output_truncated && !failed.cold_start);
+    assert_eq!(
+        store
+            .invocation_by_request_id(app.id, "old-2")
+            .await
+            .unwrap()
+            .map(|record| record.id),
+        Some(failed.id)
+    );
+    let errors = store
+        .list_invocations(
+            app.id,
+            &InvocationFilter {
+                status: Some(StatusFilter::Error),
+                ..InvocationFilter::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+
+    // New records take ids after every id the old table handed out,
+    // including the deleted one's.
+    let new = store
+        .insert_invocations(vec![record(app.id, "hello", 200, Duration::ZERO, 1)])
+        .await
+        .unwrap();
+    assert!(
+        new[0].id > failed.id + 1,
+        "{} after {}",
+        new[0].id,
+        failed.id
+    );
+    assert_eq!(store.newest_invocation_id(app.id).await.unwrap(), new[0].id);
+    store.close().await;
+}
+
+pub async fn chunks_are_trimmed_to_the_record(database: &TestDatabase) {
+    let store = &database.store;
+    let app = store.create_app("trim", "Trim").await.unwrap();
+    let day = Duration::from_secs(24 * 60 * 60);
+    // More than one chunk in one batch, ages alternating between old and
+    // recent, so that every chunk straddles the age limit.
+    let batch: Vec<NewInvocation> = (0..600)
+        .map(|n| {
+            let age = if n % 2 == 0 {
+                day * 9
+            } else {
+                Duration::from_secs(n)
+            };
+            let mut invocation = record(app.id, "mixed", 200, age, 1);
+            invocation.request_id = format!("mixed-{n}");
+            invocation
+        })
+        .collect();
+    let stored = store.insert_invocations(batch).await.unwrap();
+    let outcome = store.prune_invocations(1_000, day * 7).await.unwrap();
+    assert_eq!((outcome.too_old, outcome.over_count), (300, 0));
+    let mut left = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_invocations(
+                app.id,
+                &InvocationFilter {
+                    before,
+                    ..InvocationFilter::default()
+                },
+                200,
+            )
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        left.extend(page);
+    }
+    let odd_ids: Vec<i64> = stored
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .rev()
+        .map(|record| record.id)
+        .collect();
+    assert_eq!(
+        left.iter().map(|record| record.id).collect::<Vec<_>>(),
+        odd_ids
+    );
+    // A record of a trimmed chunk is still found by id and by request id.
+    let middle = &stored[301];
+    assert_eq!(
+        store.invocation(app.id, middle.id).await.unwrap().unwrap(),
+        *middle
+    );
+    assert!(
+        store
+            .invocation(app.id, stored[300].id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .invocation_by_request_id(app.id, "mixed-301")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        middle.id
+    );
+    assert!(
+        store
+            .invocation_by_request_id(app.id, "mixed-300")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The live tail's catch-up reads across chunks, oldest first.
+    let after = store
+        .invocations_after(app.id, stored[100].id, None, 200)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 200);
+    assert_eq!(after[0].id, stored[101].id);
+    assert!(after.windows(2).all(|pair| pair[0].id < pair[1].id));
 }

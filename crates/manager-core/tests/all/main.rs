@@ -87,5 +87,7 @@ run_store_suite!(
     deleting_a_script_removes_its_schedules_and_jobs,
     ping_answers_until_the_pool_is_closed,
     large_batches_keep_order_and_ids_never_repeat,
+    records_of_an_older_schema_survive_the_upgrade,
+    chunks_are_trimmed_to_the_record,
     route_changes_are_announced_between_nodes_on_postgres,
 );
