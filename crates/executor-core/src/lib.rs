@@ -20,7 +20,8 @@
 //!   [`Request`] and a [`ScriptVersion`] and returns an [`Invocation`].
 //! - **No instance ever serves two script versions.**
 //! - **No CPU at rest**: with no invocation running, the epoch ticker thread
-//!   is blocked, and the reaper only wakes while warm instances exist.
+//!   is blocked, and the reaper only wakes while warm instances or pools
+//!   exist (a pool lasts one idle timeout after its last request).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,8 +43,9 @@ mod instance;
 pub mod outbound;
 mod services;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, InstancePre, Linker};
@@ -137,6 +139,8 @@ pub struct ExecutorStats {
     /// Idle instances dropped because they expired, their version was
     /// retired, or a cap was full.
     pub instances_evicted: u64,
+    /// Script versions with a pool (used within the idle timeout).
+    pub script_pools: u64,
 }
 
 #[derive(Default)]
@@ -149,8 +153,34 @@ struct Counters {
 
 /// The idle instances of one script version.
 struct ScriptPool {
-    idle: Mutex<Vec<WarmInstance>>,
+    idle: Mutex<PoolState>,
     retired: std::sync::atomic::AtomicBool,
+}
+
+impl ScriptPool {
+    fn new(now: Instant) -> ScriptPool {
+        ScriptPool {
+            idle: Mutex::new(PoolState {
+                instances: Vec::new(),
+                last_checkout: now,
+            }),
+            retired: Default::default(),
+        }
+    }
+
+    /// Marks the pool as no longer in use and drops its idle instances;
+    /// returns how many it dropped.
+    fn retire(&self) -> usize {
+        self.retired.store(true, Ordering::SeqCst);
+        std::mem::take(&mut self.idle.lock().unwrap().instances).len()
+    }
+}
+
+struct PoolState {
+    instances: Vec<WarmInstance>,
+    /// When a request last took (or asked for) an instance; a pool with no
+    /// idle instance left and no checkout for the idle timeout is dropped.
+    last_checkout: Instant,
 }
 
 struct Inner {
@@ -159,10 +189,13 @@ struct Inner {
     origin: GuestOrigin,
     instance_pre: InstancePre<HostState>,
     ticker: EpochTicker,
-    pools: moka::sync::Cache<u64, Arc<ScriptPool>>,
+    /// The pool of each version in use. Read on every invocation, written
+    /// only when a version starts or stops being used, so a read lock (one
+    /// atomic operation) is all a request pays.
+    pools: RwLock<HashMap<u64, Arc<ScriptPool>>>,
     /// Versions retired recently, so that a request that looked up an old
     /// version just before a deploy does not recreate a pool for it.
-    retired: Mutex<std::collections::HashMap<u64, Instant>>,
+    retired: Mutex<HashMap<u64, Instant>>,
     /// Entries left in `retired` after its last prune.
     retired_after_prune: AtomicUsize,
     slots: tokio::sync::Semaphore,
@@ -217,20 +250,8 @@ impl Executor {
         );
         let warm_total = Arc::new(AtomicUsize::new(0));
         let counters = Arc::new(Counters::default());
-        let listener_warm_total = warm_total.clone();
-        let listener_counters = counters.clone();
-        let pools = moka::sync::Cache::builder()
-            .time_to_idle(Duration::from_secs(config.pool.idle_timeout_secs.max(1)))
-            .eviction_listener(move |_version, pool: Arc<ScriptPool>, _cause| {
-                pool.retired.store(true, Ordering::SeqCst);
-                let drained = std::mem::take(&mut *pool.idle.lock().unwrap());
-                listener_warm_total.fetch_sub(drained.len(), Ordering::SeqCst);
-                listener_counters
-                    .instances_evicted
-                    .fetch_add(drained.len() as u64, Ordering::Relaxed);
-            })
-            .build();
-        let retired = Mutex::new(std::collections::HashMap::new());
+        let pools = RwLock::new(HashMap::new());
+        let retired = Mutex::new(HashMap::new());
         let inner = Arc::new(Inner {
             retired,
             retired_after_prune: AtomicUsize::new(0),
@@ -292,6 +313,7 @@ impl Executor {
             warm_starts: counters.warm_starts.load(Ordering::Relaxed),
             instances_discarded: counters.instances_discarded.load(Ordering::Relaxed),
             instances_evicted: counters.instances_evicted.load(Ordering::Relaxed),
+            script_pools: self.inner.pools.read().unwrap().len() as u64,
         }
     }
 
@@ -323,11 +345,11 @@ impl Executor {
             .is_some()
         {
             // Drop the pool still marked retired so a fresh one is made.
-            self.inner.pools.invalidate(&script.version_id);
+            self.remove_pool(script.version_id);
         }
         let _permit = self.acquire_slot().await?;
         let instance = self.create_instance(&script.source, &script.limits).await?;
-        let pool = self.pool(script.version_id);
+        let pool = self.pool(script.version_id, Instant::now());
         self.give_back(&pool, instance);
         Ok(())
     }
@@ -354,7 +376,7 @@ impl Executor {
             }
             retired.insert(version_id, Instant::now());
         }
-        self.inner.pools.invalidate(&version_id);
+        self.remove_pool(version_id);
     }
 
     /// Runs one request against a script version, with no host services:
@@ -388,8 +410,12 @@ impl Executor {
             Ok(permit) => permit,
             Err(error) => return failed(error, false),
         };
-        let pool = self.pool(script.version_id);
-        let popped = pool.idle.lock().unwrap().pop();
+        let pool = self.pool(script.version_id, started);
+        let popped = {
+            let mut idle = pool.idle.lock().unwrap();
+            idle.last_checkout = started;
+            idle.instances.pop()
+        };
         let (mut instance, cold_start) = match popped {
             Some(instance) => {
                 self.inner.warm_total.fetch_sub(1, Ordering::SeqCst);
@@ -440,22 +466,37 @@ impl Executor {
         }
     }
 
-    fn pool(&self, version_id: u64) -> Arc<ScriptPool> {
-        let mut created = false;
-        let pool = self.inner.pools.get_with(version_id, || {
-            created = true;
-            Arc::new(ScriptPool {
-                idle: Mutex::new(Vec::new()),
-                retired: Default::default(),
-            })
-        });
+    /// The pool of a version, made on first use; `now` counts as its
+    /// latest use when it is made.
+    fn pool(&self, version_id: u64, now: Instant) -> Arc<ScriptPool> {
+        if let Some(pool) = self.inner.pools.read().unwrap().get(&version_id) {
+            return pool.clone();
+        }
+        let mut pools = self.inner.pools.write().unwrap();
+        if let Some(pool) = pools.get(&version_id) {
+            return pool.clone();
+        }
+        let pool = Arc::new(ScriptPool::new(now));
         // `retire` marks the pool it removes; only a pool made since then
         // needs marking here (the request looked the version up before the
         // deploy), so the common case takes no global lock.
-        if created && self.inner.retired.lock().unwrap().contains_key(&version_id) {
+        if self.inner.retired.lock().unwrap().contains_key(&version_id) {
             pool.retired.store(true, Ordering::SeqCst);
         }
+        pools.insert(version_id, pool.clone());
+        drop(pools);
+        // A new pool is work for the reaper even if it never holds an idle
+        // instance (a script whose every run traps).
+        self.inner.wake_reaper();
         pool
+    }
+
+    /// Drops a version's pool and its idle instances.
+    fn remove_pool(&self, version_id: u64) {
+        let removed = self.inner.pools.write().unwrap().remove(&version_id);
+        if let Some(pool) = removed {
+            self.inner.drop_idle(pool.retire());
+        }
     }
 
     async fn create_instance(
@@ -493,7 +534,7 @@ impl Executor {
         let global_room =
             inner.warm_total.load(Ordering::SeqCst) < config.max_warm_instances as usize;
         if pool.retired.load(Ordering::SeqCst)
-            || idle.len() >= config.max_warm_per_script as usize
+            || idle.instances.len() >= config.max_warm_per_script as usize
             || !global_room
         {
             inner
@@ -502,16 +543,15 @@ impl Executor {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        idle.push(instance);
+        idle.instances.push(instance);
         // The reaper only needs waking when it sleeps for want of work;
         // a condition variable's notify is a system call even when nobody
         // waits, too dear to pay on every return of a lone instance.
-        if inner.warm_total.fetch_add(1, Ordering::SeqCst) == 0 {
-            let mut has_work = inner.reaper.state.lock().unwrap();
-            if !*has_work {
-                *has_work = true;
-                inner.reaper.wake.notify_one();
-            }
+        let first = inner.warm_total.fetch_add(1, Ordering::SeqCst) == 0;
+        // Released first: the reaper takes its own lock, then the pools.
+        drop(idle);
+        if first {
+            inner.wake_reaper();
         }
     }
 }
@@ -577,30 +617,73 @@ fn start_reaper(inner: &Arc<Inner>) {
                 }
                 std::thread::sleep(period);
                 let Some(inner) = weak.upgrade() else { return };
-                let now = Instant::now();
-                for (_, pool) in inner.pools.iter() {
-                    let mut idle = pool.idle.lock().unwrap();
-                    let before = idle.len();
-                    idle.retain(|instance| now.duration_since(instance.last_used) < idle_timeout);
-                    let dropped = before - idle.len();
-                    if dropped > 0 {
-                        inner.warm_total.fetch_sub(dropped, Ordering::SeqCst);
-                        inner
-                            .counters
-                            .instances_evicted
-                            .fetch_add(dropped as u64, Ordering::Relaxed);
-                    }
-                }
-                inner.pools.run_pending_tasks();
+                inner.reap(Instant::now(), idle_timeout);
                 // Checked under the lock that `give_back` takes after
-                // counting a new warm instance, so that wake-up is not lost.
+                // counting a new warm instance (and `pool` after making a
+                // pool), so that a wake-up is not lost.
                 let mut has_work = signal.state.lock().unwrap();
-                if inner.warm_total.load(Ordering::SeqCst) == 0 {
+                if inner.warm_total.load(Ordering::SeqCst) == 0
+                    && inner.pools.read().unwrap().is_empty()
+                {
                     *has_work = false;
                 }
             }
         })
         .expect("cannot start the reaper thread");
+}
+
+impl Inner {
+    /// Drops the instances idle for `idle_timeout` and the pools that have
+    /// none left and served no request for as long.
+    fn reap(&self, now: Instant, idle_timeout: Duration) {
+        let mut unused = Vec::new();
+        for (&version_id, pool) in self.pools.read().unwrap().iter() {
+            let mut idle = pool.idle.lock().unwrap();
+            let before = idle.instances.len();
+            idle.instances
+                .retain(|instance| now.duration_since(instance.last_used) < idle_timeout);
+            self.drop_idle(before - idle.instances.len());
+            if idle.instances.is_empty()
+                && now.saturating_duration_since(idle.last_checkout) >= idle_timeout
+            {
+                unused.push(version_id);
+            }
+        }
+        if unused.is_empty() {
+            return;
+        }
+        let mut pools = self.pools.write().unwrap();
+        for version_id in unused {
+            // Checked again: a request may have used the pool since.
+            let still_unused = pools.get(&version_id).is_some_and(|pool| {
+                let idle = pool.idle.lock().unwrap();
+                idle.instances.is_empty()
+                    && now.saturating_duration_since(idle.last_checkout) >= idle_timeout
+            });
+            if still_unused && let Some(pool) = pools.remove(&version_id) {
+                self.drop_idle(pool.retire());
+            }
+        }
+    }
+
+    /// Wakes the reaper if it sleeps for want of work.
+    fn wake_reaper(&self) {
+        let mut has_work = self.reaper.state.lock().unwrap();
+        if !*has_work {
+            *has_work = true;
+            self.reaper.wake.notify_one();
+        }
+    }
+
+    /// Counts `dropped` idle instances as gone.
+    fn drop_idle(&self, dropped: usize) {
+        if dropped > 0 {
+            self.warm_total.fetch_sub(dropped, Ordering::SeqCst);
+            self.counters
+                .instances_evicted
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Inner {

@@ -39,6 +39,8 @@ pub const FUEL_USED_TOTAL: &str = "picloud_fuel_used_total";
 pub const COLD_STARTS_TOTAL: &str = "picloud_cold_starts_total";
 /// Gauge: idle instances waiting in the executor's warm pools.
 pub const WARM_INSTANCES: &str = "picloud_warm_instances";
+/// Gauge: script versions with a warm pool (used within the idle timeout).
+pub const SCRIPT_POOLS: &str = "picloud_script_pools";
 /// Gauge: invocations running now.
 pub const ACTIVE_INVOCATIONS: &str = "picloud_active_invocations";
 /// Counter: instances created (cold starts and deploy-time preparation).
@@ -132,6 +134,10 @@ pub fn describe() {
         "Invocations that compiled their script first, by app and script."
     );
     describe_gauge!(WARM_INSTANCES, "Idle instances in the warm pools.");
+    describe_gauge!(
+        SCRIPT_POOLS,
+        "Script versions with a warm pool (used within the idle timeout)."
+    );
     describe_gauge!(ACTIVE_INVOCATIONS, "Invocations running now.");
     describe_counter!(INSTANCES_CREATED_TOTAL, "Sandbox instances created.");
     describe_counter!(
@@ -263,6 +269,7 @@ pub fn observe_invocation(record: &InvocationRecord, series: &ScriptSeries) {
 /// call it right before rendering.
 pub fn observe_executor(stats: &ExecutorStats) {
     gauge!(WARM_INSTANCES).set(stats.warm_instances as f64);
+    gauge!(SCRIPT_POOLS).set(stats.script_pools as f64);
     gauge!(ACTIVE_INVOCATIONS).set(stats.active_invocations as f64);
     counter!(INSTANCES_CREATED_TOTAL).absolute(stats.instances_created);
     counter!(WARM_STARTS_TOTAL).absolute(stats.warm_starts);
@@ -332,6 +339,7 @@ mod tests {
             observe_invocation(&record("orders", 200, false), &series.clone());
             observe_executor(&ExecutorStats {
                 warm_instances: 3,
+                script_pools: 2,
                 instances_created: 7,
                 ..ExecutorStats::default()
             });
@@ -346,6 +354,7 @@ mod tests {
             r#"picloud_fuel_used_total{app="shop",script="orders"} 4000"#,
             r#"picloud_cold_starts_total{app="shop",script="orders"} 1"#,
             "picloud_warm_instances 3",
+            "picloud_script_pools 2",
             "picloud_instances_created_total 7",
             "# TYPE picloud_invocation_duration_seconds histogram",
         ] {

@@ -1,7 +1,7 @@
 //! Warm pools: instances are reused per version, retired versions give up
 //! their instances, and caps bound how many are kept.
 
-use picloud_executor_core::{Executor, ExecutorConfig, PoolConfig};
+use picloud_executor_core::{Executor, ExecutorConfig, InvocationLimits, InvokeError, PoolConfig};
 
 use crate::{body, get, script, test_cache_dir};
 
@@ -90,4 +90,85 @@ async fn caps_bound_the_warm_instances() {
         stats.instances_evicted > 0,
         "something must have been turned away: {stats:?}"
     );
+}
+
+#[tokio::test]
+async fn idle_instances_and_unused_pools_are_reaped() {
+    let executor = Executor::new(ExecutorConfig {
+        cache_dir: test_cache_dir(),
+        pool: PoolConfig {
+            idle_timeout_secs: 1,
+            ..PoolConfig::default()
+        },
+        ..ExecutorConfig::default()
+    })
+    .unwrap();
+    let version = script("\"reaped\"");
+    let first = executor.invoke(&version, get("/")).await;
+    assert_eq!(body(&first), "reaped");
+    assert_eq!(executor.stats().warm_instances, 1);
+    assert_eq!(executor.stats().script_pools, 1);
+
+    // The reaper runs every second; the instance and then its pool expire
+    // one idle timeout after the last request.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while executor.stats().script_pools > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reaped: {:?}",
+            executor.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stats = executor.stats();
+    assert_eq!(stats.warm_instances, 0, "{stats:?}");
+    assert_eq!(stats.instances_evicted, 1, "{stats:?}");
+
+    // The version is served again from a fresh pool, with a cold start.
+    let again = executor.invoke(&version, get("/")).await;
+    assert_eq!(body(&again), "reaped");
+    assert!(again.stats.cold_start);
+    assert_eq!(executor.stats().script_pools, 1);
+}
+
+#[tokio::test]
+async fn the_pool_of_a_script_that_always_traps_is_reaped() {
+    let executor = Executor::new(ExecutorConfig {
+        cache_dir: test_cache_dir(),
+        pool: PoolConfig {
+            idle_timeout_secs: 1,
+            ..PoolConfig::default()
+        },
+        ..ExecutorConfig::default()
+    })
+    .unwrap();
+    // Every run exhausts its fuel, so no instance ever goes back to the
+    // pool: only the pool itself is left for the reaper.
+    let version = script("loop {}").with_limits(InvocationLimits {
+        fuel: 1_000_000,
+        ..InvocationLimits::default()
+    });
+    let invocation = executor.invoke(&version, get("/")).await;
+    assert!(
+        matches!(invocation.result, Err(InvokeError::FuelExhausted { .. })),
+        "{:?}",
+        invocation.result
+    );
+    let stats = executor.stats();
+    assert_eq!(
+        (stats.warm_instances, stats.script_pools),
+        (0, 1),
+        "{stats:?}"
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while executor.stats().script_pools > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pool not reaped: {:?}",
+            executor.stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(executor.stats().instances_discarded, 1);
 }

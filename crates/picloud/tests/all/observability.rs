@@ -154,6 +154,7 @@ async fn metrics_count_invocations_and_logs_carry_the_request_id() {
     // Deploys prepare an instance per script: at least two were created.
     assert!(count("picloud_instances_created_total", &[]) >= 2.0);
     assert!(count("picloud_warm_instances", &[]) >= 1.0);
+    assert!(count("picloud_script_pools", &[]) >= 1.0);
     assert_eq!(count("picloud_active_invocations", &[]), 0.0);
     assert!(count("picloud_instances_evicted_total", &[]) >= 0.0);
     assert!(count("picloud_instances_discarded_total", &[]) >= 0.0);
