@@ -94,15 +94,7 @@ async fn caps_bound_the_warm_instances() {
 
 #[tokio::test]
 async fn idle_instances_and_unused_pools_are_reaped() {
-    let executor = Executor::new(ExecutorConfig {
-        cache_dir: test_cache_dir(),
-        pool: PoolConfig {
-            idle_timeout_secs: 1,
-            ..PoolConfig::default()
-        },
-        ..ExecutorConfig::default()
-    })
-    .unwrap();
+    let executor = executor_with_a_one_second_idle_timeout();
     let version = script("\"reaped\"");
     let first = executor.invoke(&version, get("/")).await;
     assert_eq!(body(&first), "reaped");
@@ -111,15 +103,7 @@ async fn idle_instances_and_unused_pools_are_reaped() {
 
     // The reaper runs every second; the instance and then its pool expire
     // one idle timeout after the last request.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while executor.stats().script_pools > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not reaped: {:?}",
-            executor.stats()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_no_pool_is_left(&executor).await;
     let stats = executor.stats();
     assert_eq!(stats.warm_instances, 0, "{stats:?}");
     assert_eq!(stats.instances_evicted, 1, "{stats:?}");
@@ -133,15 +117,7 @@ async fn idle_instances_and_unused_pools_are_reaped() {
 
 #[tokio::test]
 async fn the_pool_of_a_script_that_always_traps_is_reaped() {
-    let executor = Executor::new(ExecutorConfig {
-        cache_dir: test_cache_dir(),
-        pool: PoolConfig {
-            idle_timeout_secs: 1,
-            ..PoolConfig::default()
-        },
-        ..ExecutorConfig::default()
-    })
-    .unwrap();
+    let executor = executor_with_a_one_second_idle_timeout();
     // Every run exhausts its fuel, so no instance ever goes back to the
     // pool: only the pool itself is left for the reaper.
     let version = script("loop {}").with_limits(InvocationLimits {
@@ -161,6 +137,24 @@ async fn the_pool_of_a_script_that_always_traps_is_reaped() {
         "{stats:?}"
     );
 
+    wait_until_no_pool_is_left(&executor).await;
+    assert_eq!(executor.stats().instances_discarded, 1);
+}
+
+fn executor_with_a_one_second_idle_timeout() -> Executor {
+    Executor::new(ExecutorConfig {
+        cache_dir: test_cache_dir(),
+        pool: PoolConfig {
+            idle_timeout_secs: 1,
+            ..PoolConfig::default()
+        },
+        ..ExecutorConfig::default()
+    })
+    .unwrap()
+}
+
+/// Waits for the reaper (which runs every second) to drop every pool.
+async fn wait_until_no_pool_is_left(executor: &Executor) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while executor.stats().script_pools > 0 {
         assert!(
@@ -170,5 +164,4 @@ async fn the_pool_of_a_script_that_always_traps_is_reaped() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(executor.stats().instances_discarded, 1);
 }
