@@ -4,7 +4,9 @@
 
 use std::io::Write;
 
-use picloud_shared::{Request, Response, ScriptError, ScriptErrorKind};
+use picloud_shared::{
+    HandleOutcome, HandleOutcomeRef, Request, Response, ResponseRef, ScriptError, ScriptErrorKind,
+};
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
 
 use crate::helpers::script_error;
@@ -255,7 +257,104 @@ fn invalid(message: String) -> ScriptError {
     }
 }
 
-/// Encodes a body value; returns the bytes and the content type it implies.
+/// The content type of each kind of plain result, as the single header of
+/// its response.
+const TEXT: &[(&str, &str)] = &[("content-type", "text/plain; charset=utf-8")];
+const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+const OCTETS: &[(&str, &str)] = &[("content-type", "application/octet-stream")];
+
+/// Encodes a script's result as the answer of the `handle` export into
+/// `buffer`.
+///
+/// A string is `text/plain`, a map, array, number or boolean is JSON, a blob
+/// is `application/octet-stream`, `()` is an empty `204`, and a `Response`
+/// sets status, headers and body explicitly. A plain result is encoded
+/// straight from the value (a string or blob is not copied before it is
+/// encoded); see [`HandleOutcomeRef`].
+pub fn encode_result(value: Dynamic, limit: u32, buffer: Vec<u8>) -> Vec<u8> {
+    if value.is::<ScriptResponse>() {
+        let outcome = match explicit_response(value.cast::<ScriptResponse>(), limit) {
+            Ok(response) => HandleOutcome::Response(response),
+            Err(error) => HandleOutcome::Error(error),
+        };
+        return crate::encode_outcome(&outcome, buffer);
+    }
+    if value.is_unit() {
+        return encode_plain(204, &[], &[], buffer);
+    }
+    if let Some(text) = value.read_lock::<ImmutableString>() {
+        if text.len() > limit as usize {
+            return refuse(too_large(limit), buffer);
+        }
+        return encode_plain(200, TEXT, text.as_bytes(), buffer);
+    }
+    if let Some(bytes) = value.read_lock::<rhai::Blob>() {
+        if bytes.len() > limit as usize {
+            return refuse(too_large(limit), buffer);
+        }
+        return encode_plain(200, OCTETS, &bytes, buffer);
+    }
+    if value.is_char() {
+        return encode_plain(200, TEXT, value.to_string().as_bytes(), buffer);
+    }
+    match encode_json(&value, limit) {
+        Ok(Some(json)) => encode_plain(200, JSON, &json, buffer),
+        Ok(None) => refuse(
+            invalid(format!(
+                "a value of type '{}' cannot be a response body",
+                value.type_name()
+            )),
+            buffer,
+        ),
+        Err(error) => refuse(error, buffer),
+    }
+}
+
+fn refuse(error: ScriptError, buffer: Vec<u8>) -> Vec<u8> {
+    crate::encode_outcome(&HandleOutcome::Error(error), buffer)
+}
+
+fn encode_plain(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    mut buffer: Vec<u8>,
+) -> Vec<u8> {
+    buffer.reserve(body.len() + 64);
+    let outcome = HandleOutcomeRef::Response(ResponseRef {
+        status,
+        headers,
+        body,
+    });
+    picloud_shared::encode_into(&outcome, buffer)
+}
+
+/// A map, array, number or boolean written as JSON; `None` for any other value.
+fn encode_json(value: &Dynamic, limit: u32) -> Result<Option<Vec<u8>>, ScriptError> {
+    if !(value.is_map()
+        || value.is_array()
+        || value.is_int()
+        || value.is_float()
+        || value.is_bool())
+    {
+        return Ok(None);
+    }
+    let mut writer = LimitedWriter {
+        // Most JSON answers are small; start past the first few growths.
+        bytes: Vec::with_capacity((limit as usize).min(128)),
+        limit: limit as usize,
+    };
+    match serde_json::to_writer(&mut writer, value) {
+        Ok(()) => Ok(Some(writer.bytes)),
+        Err(error) if error.is_io() => Err(too_large(limit)),
+        Err(error) => Err(invalid(format!(
+            "the result cannot be written as JSON: {error}"
+        ))),
+    }
+}
+
+/// Encodes the body of an explicit response; returns the bytes and the
+/// content type it implies.
 fn encode_body(value: Dynamic, limit: u32) -> Result<(Vec<u8>, Option<&'static str>), ScriptError> {
     if value.is_unit() {
         return Ok((Vec::new(), None));
@@ -270,81 +369,47 @@ fn encode_body(value: Dynamic, limit: u32) -> Result<(Vec<u8>, Option<&'static s
         if text.len() > limit as usize {
             return Err(too_large(limit));
         }
-        return Ok((text.into_bytes(), Some("text/plain; charset=utf-8")));
+        return Ok((text.into_bytes(), Some(TEXT[0].1)));
     }
     if value.is_blob() {
         let bytes = value.cast::<rhai::Blob>();
         if bytes.len() > limit as usize {
             return Err(too_large(limit));
         }
-        return Ok((bytes, Some("application/octet-stream")));
+        return Ok((bytes, Some(OCTETS[0].1)));
     }
-    if value.is_map() || value.is_array() || value.is_int() || value.is_float() || value.is_bool() {
-        let mut writer = LimitedWriter {
-            // Most JSON answers are small; start past the first few growths.
-            bytes: Vec::with_capacity((limit as usize).min(128)),
-            limit: limit as usize,
-        };
-        return match serde_json::to_writer(&mut writer, &value) {
-            Ok(()) => Ok((writer.bytes, Some("application/json"))),
-            Err(error) if error.is_io() => Err(too_large(limit)),
-            Err(error) => Err(invalid(format!(
-                "the result cannot be written as JSON: {error}"
-            ))),
-        };
+    match encode_json(&value, limit)? {
+        Some(json) => Ok((json, Some(JSON[0].1))),
+        None => Err(invalid(format!(
+            "a value of type '{}' cannot be a response body",
+            value.type_name()
+        ))),
     }
-    Err(invalid(format!(
-        "a value of type '{}' cannot be a response body",
-        value.type_name()
-    )))
 }
 
-/// Turns a script's result into a response.
-///
-/// A string is `text/plain`, a map, array, number or boolean is JSON, a blob
-/// is `application/octet-stream`, `()` is an empty `204`, and a `Response`
-/// sets status, headers and body explicitly.
-pub fn dynamic_to_response(value: Dynamic, limit: u32) -> Result<Response, ScriptError> {
-    if value.is::<ScriptResponse>() {
-        let response = value.cast::<ScriptResponse>();
-        let status = u16::try_from(response.status)
-            .ok()
-            .filter(|status| (100..=599).contains(status))
-            .ok_or_else(|| invalid(format!("{} is not an HTTP status code", response.status)))?;
-        let (body, content_type) = encode_body(response.body, limit)?;
-        let mut headers = Vec::with_capacity(response.headers.len() + 1);
-        let mut has_content_type = false;
-        for (name, value) in response.headers {
-            let name = name.to_lowercase();
-            has_content_type |= name == "content-type";
-            let value = match value.clone().try_cast::<ImmutableString>() {
-                Some(text) => text.to_string(),
-                None => value.to_string(),
-            };
-            headers.push((name, value));
-        }
-        if let (false, Some(content_type)) = (has_content_type, content_type) {
-            headers.push(("content-type".into(), content_type.into()));
-        }
-        return Ok(Response {
-            status,
-            headers,
-            body,
-        });
+/// Turns a script's explicit `response(...)` into the ABI's response.
+fn explicit_response(response: ScriptResponse, limit: u32) -> Result<Response, ScriptError> {
+    let status = u16::try_from(response.status)
+        .ok()
+        .filter(|status| (100..=599).contains(status))
+        .ok_or_else(|| invalid(format!("{} is not an HTTP status code", response.status)))?;
+    let (body, content_type) = encode_body(response.body, limit)?;
+    let mut headers = Vec::with_capacity(response.headers.len() + 1);
+    let mut has_content_type = false;
+    for (name, value) in response.headers {
+        let name = name.to_lowercase();
+        has_content_type |= name == "content-type";
+        let value = match value.clone().try_cast::<ImmutableString>() {
+            Some(text) => text.to_string(),
+            None => value.to_string(),
+        };
+        headers.push((name, value));
     }
-    if value.is_unit() {
-        return Ok(Response {
-            status: 204,
-            headers: Vec::new(),
-            body: Vec::new(),
-        });
+    if let (false, Some(content_type)) = (has_content_type, content_type) {
+        headers.push(("content-type".into(), content_type.into()));
     }
-    let (body, content_type) = encode_body(value, limit)?;
-    let headers = content_type
-        .map(|content_type| vec![("content-type".to_string(), content_type.to_string())])
-        .unwrap_or_default();
     Ok(Response {
-        status: 200,
+        status,
         headers,
         body,
     })

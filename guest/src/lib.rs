@@ -263,25 +263,34 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
         } else {
             buffer.clear();
         }
-        let outcome = if !guest.reads_request {
+        let answer = if !guest.reads_request {
             drop(input);
-            run(guest, None)
+            run(guest, None, buffer)
         } else {
             match decode::<Request>(input.bytes()) {
-                Err(error) => HandleOutcome::Error(ScriptError {
-                    kind: ScriptErrorKind::Runtime,
-                    message: format!("malformed request from host: {error}"),
-                    position: None,
-                }),
+                Err(error) => encode_outcome(
+                    &HandleOutcome::Error(ScriptError {
+                        kind: ScriptErrorKind::Runtime,
+                        message: format!("malformed request from host: {error}"),
+                        position: None,
+                    }),
+                    buffer,
+                ),
                 Ok(request) => {
                     drop(input);
-                    run(guest, Some(request))
+                    run(guest, Some(request), buffer)
                 }
             }
         };
-        buffer.reserve(encoded_size_hint(&outcome));
-        hand_over(guest, encode_into(&outcome, buffer))
+        hand_over(guest, answer)
     })
+}
+
+/// Encodes `outcome` into `buffer`, sized first so that encoding grows no
+/// buffer.
+pub(crate) fn encode_outcome(outcome: &HandleOutcome, mut buffer: Vec<u8>) -> Vec<u8> {
+    buffer.reserve(encoded_size_hint(outcome));
+    encode_into(outcome, buffer)
 }
 
 /// The largest response buffer an instance keeps for the next response.
@@ -302,14 +311,16 @@ fn encoded_size_hint(outcome: &HandleOutcome) -> usize {
     }
 }
 
-/// Runs the loaded script; `request` is `None` when the script never reads it.
-fn run(guest: &mut Guest, request: Option<Request>) -> HandleOutcome {
+/// Runs the loaded script and encodes its answer into `buffer`; `request` is
+/// `None` when the script never reads it.
+fn run(guest: &mut Guest, request: Option<Request>, buffer: Vec<u8>) -> Vec<u8> {
     let Some(script) = guest.script.as_ref() else {
-        return HandleOutcome::Error(ScriptError {
+        let error = ScriptError {
             kind: ScriptErrorKind::Runtime,
             message: "no script is loaded".into(),
             position: None,
-        });
+        };
+        return encode_outcome(&HandleOutcome::Error(error), buffer);
     };
     // A fresh scope per request: nothing a script stores in a variable can
     // be seen by the next request served by this instance.
@@ -324,11 +335,8 @@ fn run(guest: &mut Guest, request: Option<Request>) -> HandleOutcome {
         vm.eval_with_scope(&mut scope, &script.program)
     };
     match result {
-        Ok(value) => match convert::dynamic_to_response(value, guest.limits.max_response_bytes) {
-            Ok(response) => HandleOutcome::Response(response),
-            Err(error) => HandleOutcome::Error(error),
-        },
-        Err(error) => HandleOutcome::Error(classify(*error)),
+        Ok(value) => convert::encode_result(value, guest.limits.max_response_bytes, buffer),
+        Err(error) => encode_outcome(&HandleOutcome::Error(classify(*error)), buffer),
     }
 }
 

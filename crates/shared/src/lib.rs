@@ -69,6 +69,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_borrowed_response_encodes_like_an_owned_one() {
+        let owned = HandleOutcome::Response(Response {
+            status: 201,
+            headers: vec![
+                ("content-type".into(), "text/plain; charset=utf-8".into()),
+                ("x-n".into(), "é".into()),
+            ],
+            body: b"Hello, world!".to_vec(),
+        });
+        let borrowed = HandleOutcomeRef::Response(ResponseRef {
+            status: 201,
+            headers: &[("content-type", "text/plain; charset=utf-8"), ("x-n", "é")],
+            body: b"Hello, world!",
+        });
+        let bytes = encode_into(&borrowed, vec![1, 2, 3]);
+        assert_eq!(bytes, encode(&owned));
+        assert_eq!(decode::<HandleOutcome>(&bytes).unwrap(), owned);
+    }
+
+    #[test]
     fn only_a_script_that_names_request_reads_it() {
         assert!(may_read_request("request.body"));
         assert!(may_read_request("// uses the request\n1"));

@@ -149,6 +149,30 @@ pub enum HandleOutcome {
     Error(ScriptError),
 }
 
+/// A [`HandleOutcome::Response`] that borrows its parts, encoded to exactly
+/// the same bytes (postcard writes a `&str` like a `String` and a borrowed
+/// byte slice like a `Vec<u8>`). The guest encodes a script's plain result
+/// with it straight from the Rhai value, without copying the body and the
+/// content type into owned strings first; the host decodes a
+/// [`HandleOutcome`].
+#[derive(Debug, Serialize)]
+pub enum HandleOutcomeRef<'a> {
+    /// The script produced a response (variant 0, as [`HandleOutcome::Response`]).
+    Response(ResponseRef<'a>),
+}
+
+/// A [`Response`] that borrows its headers and body; see [`HandleOutcomeRef`].
+#[derive(Debug, Serialize)]
+pub struct ResponseRef<'a> {
+    /// HTTP status code.
+    pub status: u16,
+    /// Headers in order.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Body bytes.
+    #[serde(with = "serde_bytes")]
+    pub body: &'a [u8],
+}
+
 /// Severity of one line of script output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[repr(i32)]
