@@ -124,7 +124,7 @@ impl WarmInstance {
             source: source.to_string(),
             limits: limits.rhai,
         });
-        let output = match warm.call(load, &input).await {
+        let output = match warm.call(Entry::Other(&load), &input).await {
             Ok(output) => output,
             Err(error) => return Err(warm.classify(error, limits)),
         };
@@ -178,8 +178,7 @@ impl WarmInstance {
         // A script that never reads `request` gets none: the guest skips
         // decoding for such a script (the same `may_read_request` rule).
         let input = request.map(encode).unwrap_or_default();
-        let handle = self.handle.clone();
-        let called = self.call(handle, &input).await;
+        let called = self.call(Entry::Handle, &input).await;
         drop(active);
         self.last_used = Instant::now();
 
@@ -237,13 +236,19 @@ impl WarmInstance {
         self.memory.data_size(&self.store) as u64
     }
 
-    /// Copies `input` into a guest buffer, calls `function` with it and
+    /// Copies `input` into a guest buffer, calls `entry` with it and
     /// returns where in the guest's memory its packed output lies.
     async fn call(
         &mut self,
-        function: TypedFunc<(i32, i32), i64>,
+        entry: Entry<'_>,
         input: &[u8],
     ) -> wasmtime::Result<std::ops::Range<usize>> {
+        // Borrowed, not cloned: cloning a `TypedFunc` clones its registered
+        // type, which showed in the profile of every warm invocation.
+        let function = match entry {
+            Entry::Handle => &self.handle,
+            Entry::Other(function) => function,
+        };
         let len =
             i32::try_from(input.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
         let (scratch_ptr, scratch_capacity) = self.scratch;
@@ -316,6 +321,14 @@ impl WarmInstance {
         };
         trap(message)
     }
+}
+
+/// The export [`WarmInstance::call`] calls.
+enum Entry<'a> {
+    /// The instance's `handle` export.
+    Handle,
+    /// Another export taking an input buffer (`load`).
+    Other(&'a TypedFunc<(i32, i32), i64>),
 }
 
 fn trap(message: String) -> InvokeError {

@@ -206,8 +206,13 @@ struct Inner {
 
 /// Wakes the reaper thread when the first warm instance appears.
 struct ReaperSignal {
+    /// Whether the reaper has work; it waits on `wake` while not.
     state: Mutex<bool>,
     wake: Condvar,
+    /// Cleared by the reaper just before it decides whether to sleep, so
+    /// that a returning instance can see without the lock that the reaper
+    /// is awake and will look at the pools again.
+    awake: std::sync::atomic::AtomicBool,
 }
 
 /// The executor. Cheap to clone; all clones share one engine and one set of
@@ -267,6 +272,7 @@ impl Executor {
             reaper: Arc::new(ReaperSignal {
                 state: Mutex::new(false),
                 wake: Condvar::new(),
+                awake: Default::default(),
             }),
         });
         start_reaper(&inner);
@@ -546,11 +552,13 @@ impl Executor {
         idle.instances.push(instance);
         // The reaper only needs waking when it sleeps for want of work;
         // a condition variable's notify is a system call even when nobody
-        // waits, too dear to pay on every return of a lone instance.
+        // waits, too dear to pay on every return of a lone instance, and so
+        // is its lock: while the reaper is awake it will see this instance
+        // (`start_reaper` clears `awake` before it counts the instances).
         let first = inner.warm_total.fetch_add(1, Ordering::SeqCst) == 0;
         // Released first: the reaper takes its own lock, then the pools.
         drop(idle);
-        if first {
+        if first && !inner.reaper.awake.load(Ordering::SeqCst) {
             inner.wake_reaper();
         }
     }
@@ -618,14 +626,20 @@ fn start_reaper(inner: &Arc<Inner>) {
                 std::thread::sleep(period);
                 let Some(inner) = weak.upgrade() else { return };
                 inner.reap(Instant::now(), idle_timeout);
-                // Checked under the lock that `give_back` takes after
-                // counting a new warm instance (and `pool` after making a
-                // pool), so that a wake-up is not lost.
+                // Checked under the lock that `pool` takes after making a
+                // pool (and `give_back` after counting a new warm instance
+                // while `awake` is false), so that a wake-up is not lost.
+                // `awake` is cleared before the count is read: an instance
+                // counted after the read finds `awake` false and takes the
+                // lock; one counted before it is seen here.
                 let mut has_work = signal.state.lock().unwrap();
+                signal.awake.store(false, Ordering::SeqCst);
                 if inner.warm_total.load(Ordering::SeqCst) == 0
                     && inner.pools.read().unwrap().is_empty()
                 {
                     *has_work = false;
+                } else {
+                    signal.awake.store(true, Ordering::SeqCst);
                 }
             }
         })
@@ -669,6 +683,7 @@ impl Inner {
     /// Wakes the reaper if it sleeps for want of work.
     fn wake_reaper(&self) {
         let mut has_work = self.reaper.state.lock().unwrap();
+        self.reaper.awake.store(true, Ordering::SeqCst);
         if !*has_work {
             *has_work = true;
             self.reaper.wake.notify_one();
