@@ -257,12 +257,6 @@ fn invalid(message: String) -> ScriptError {
     }
 }
 
-/// The content type of each kind of plain result, as the single header of
-/// its response.
-const TEXT: &[(&str, &str)] = &[("content-type", "text/plain; charset=utf-8")];
-const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
-const OCTETS: &[(&str, &str)] = &[("content-type", "application/octet-stream")];
-
 /// Encodes a script's result as the answer of the `handle` export into
 /// `buffer`.
 ///
@@ -271,7 +265,7 @@ const OCTETS: &[(&str, &str)] = &[("content-type", "application/octet-stream")];
 /// sets status, headers and body explicitly. A plain result is encoded
 /// straight from the value (a string or blob is not copied before it is
 /// encoded); see [`HandleOutcomeRef`].
-pub fn encode_result(value: Dynamic, limit: u32, buffer: Vec<u8>) -> Vec<u8> {
+pub fn encode_result(value: Dynamic, limit: u32, mut buffer: Vec<u8>) -> Vec<u8> {
     if value.is::<ScriptResponse>() {
         let outcome = match explicit_response(value.cast::<ScriptResponse>(), limit) {
             Ok(response) => HandleOutcome::Response(response),
@@ -279,65 +273,62 @@ pub fn encode_result(value: Dynamic, limit: u32, buffer: Vec<u8>) -> Vec<u8> {
         };
         return crate::encode_outcome(&outcome, buffer);
     }
+    let status = if value.is_unit() { 204 } else { 200 };
+    let encoded = with_body(&value, limit, |body, content_type| {
+        let header = content_type.map(|content_type| ("content-type", content_type));
+        let outcome = HandleOutcomeRef::Response(ResponseRef {
+            status,
+            headers: header.as_slice(),
+            body,
+        });
+        let mut buffer = std::mem::take(&mut buffer);
+        buffer.reserve(body.len() + 64);
+        picloud_shared::encode_into(&outcome, buffer)
+    });
+    encoded.unwrap_or_else(|error| crate::encode_outcome(&HandleOutcome::Error(error), buffer))
+}
+
+/// Calls `encode` with a body value's bytes, borrowed where they can be, and
+/// the content type they imply (none for `()`, an empty body).
+fn with_body<R>(
+    value: &Dynamic,
+    limit: u32,
+    encode: impl FnOnce(&[u8], Option<&'static str>) -> R,
+) -> Result<R, ScriptError> {
+    let checked = |bytes: &[u8]| {
+        if bytes.len() > limit as usize {
+            Err(too_large(limit))
+        } else {
+            Ok(())
+        }
+    };
     if value.is_unit() {
-        return encode_plain(204, &[], &[], buffer);
+        return Ok(encode(&[], None));
     }
     if let Some(text) = value.read_lock::<ImmutableString>() {
-        if text.len() > limit as usize {
-            return refuse(too_large(limit), buffer);
-        }
-        return encode_plain(200, TEXT, text.as_bytes(), buffer);
-    }
-    if let Some(bytes) = value.read_lock::<rhai::Blob>() {
-        if bytes.len() > limit as usize {
-            return refuse(too_large(limit), buffer);
-        }
-        return encode_plain(200, OCTETS, &bytes, buffer);
+        checked(text.as_bytes())?;
+        return Ok(encode(text.as_bytes(), Some("text/plain; charset=utf-8")));
     }
     if value.is_char() {
-        return encode_plain(200, TEXT, value.to_string().as_bytes(), buffer);
+        return Ok(encode(
+            value.to_string().as_bytes(),
+            Some("text/plain; charset=utf-8"),
+        ));
     }
-    match encode_json(&value, limit) {
-        Ok(Some(json)) => encode_plain(200, JSON, &json, buffer),
-        Ok(None) => refuse(
-            invalid(format!(
-                "a value of type '{}' cannot be a response body",
-                value.type_name()
-            )),
-            buffer,
-        ),
-        Err(error) => refuse(error, buffer),
+    if let Some(bytes) = value.read_lock::<rhai::Blob>() {
+        checked(&bytes)?;
+        return Ok(encode(&bytes, Some("application/octet-stream")));
     }
-}
-
-fn refuse(error: ScriptError, buffer: Vec<u8>) -> Vec<u8> {
-    crate::encode_outcome(&HandleOutcome::Error(error), buffer)
-}
-
-fn encode_plain(
-    status: u16,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    mut buffer: Vec<u8>,
-) -> Vec<u8> {
-    buffer.reserve(body.len() + 64);
-    let outcome = HandleOutcomeRef::Response(ResponseRef {
-        status,
-        headers,
-        body,
-    });
-    picloud_shared::encode_into(&outcome, buffer)
-}
-
-/// A map, array, number or boolean written as JSON; `None` for any other value.
-fn encode_json(value: &Dynamic, limit: u32) -> Result<Option<Vec<u8>>, ScriptError> {
     if !(value.is_map()
         || value.is_array()
         || value.is_int()
         || value.is_float()
         || value.is_bool())
     {
-        return Ok(None);
+        return Err(invalid(format!(
+            "a value of type '{}' cannot be a response body",
+            value.type_name()
+        )));
     }
     let mut writer = LimitedWriter {
         // Most JSON answers are small; start past the first few growths.
@@ -345,44 +336,10 @@ fn encode_json(value: &Dynamic, limit: u32) -> Result<Option<Vec<u8>>, ScriptErr
         limit: limit as usize,
     };
     match serde_json::to_writer(&mut writer, value) {
-        Ok(()) => Ok(Some(writer.bytes)),
+        Ok(()) => Ok(encode(&writer.bytes, Some("application/json"))),
         Err(error) if error.is_io() => Err(too_large(limit)),
         Err(error) => Err(invalid(format!(
             "the result cannot be written as JSON: {error}"
-        ))),
-    }
-}
-
-/// Encodes the body of an explicit response; returns the bytes and the
-/// content type it implies.
-fn encode_body(value: Dynamic, limit: u32) -> Result<(Vec<u8>, Option<&'static str>), ScriptError> {
-    if value.is_unit() {
-        return Ok((Vec::new(), None));
-    }
-    if value.is_string() || value.is_char() {
-        // A string moves out as it is; only a char needs formatting.
-        let text = if value.is_char() {
-            value.to_string()
-        } else {
-            value.into_string().unwrap_or_default()
-        };
-        if text.len() > limit as usize {
-            return Err(too_large(limit));
-        }
-        return Ok((text.into_bytes(), Some(TEXT[0].1)));
-    }
-    if value.is_blob() {
-        let bytes = value.cast::<rhai::Blob>();
-        if bytes.len() > limit as usize {
-            return Err(too_large(limit));
-        }
-        return Ok((bytes, Some(OCTETS[0].1)));
-    }
-    match encode_json(&value, limit)? {
-        Some(json) => Ok((json, Some(JSON[0].1))),
-        None => Err(invalid(format!(
-            "a value of type '{}' cannot be a response body",
-            value.type_name()
         ))),
     }
 }
@@ -393,7 +350,9 @@ fn explicit_response(response: ScriptResponse, limit: u32) -> Result<Response, S
         .ok()
         .filter(|status| (100..=599).contains(status))
         .ok_or_else(|| invalid(format!("{} is not an HTTP status code", response.status)))?;
-    let (body, content_type) = encode_body(response.body, limit)?;
+    let (body, content_type) = with_body(&response.body, limit, |body, content_type| {
+        (body.to_vec(), content_type)
+    })?;
     let mut headers = Vec::with_capacity(response.headers.len() + 1);
     let mut has_content_type = false;
     for (name, value) in response.headers {
