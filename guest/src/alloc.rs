@@ -5,7 +5,10 @@
 //! map nodes, strings of a parsed JSON body. dlmalloc spends much of a
 //! request on them (about a quarter of the guest's time for a 1 KB JSON
 //! body). Here a block of up to [`MAX_SMALL`] bytes comes from the free list
-//! of its 16-byte class and goes back to it: a pop and a push. Free lists
+//! of its 16-byte class and goes back to it: a pop and a push. The limit,
+//! 2 KiB, covers the nodes of Rhai's maps (a leaf of eleven entries is over
+//! 256 bytes on wasm32) and the string of a request body of a kilobyte or
+//! two. Free lists
 //! never return blocks to dlmalloc, so an instance keeps, per class, the most
 //! it ever held at once; that is bounded by the instance's memory limit, and
 //! an instance whose memory grows past the executor's threshold is discarded.
@@ -20,7 +23,7 @@ use std::ptr;
 /// Granularity and alignment of the size classes.
 const GRANULE: usize = 16;
 /// Largest block served from the free lists.
-const MAX_SMALL: usize = 256;
+const MAX_SMALL: usize = 2048;
 const CLASSES: usize = MAX_SMALL / GRANULE;
 
 pub struct Pooled {
@@ -118,7 +121,8 @@ mod tests {
         assert_eq!(class(layout(16, 8)), Some(0));
         assert_eq!(class(layout(17, 8)), Some(1));
         assert_eq!(class(layout(256, 16)), Some(15));
-        assert_eq!(class(layout(257, 8)), None);
+        assert_eq!(class(layout(2048, 16)), Some(127));
+        assert_eq!(class(layout(2049, 8)), None);
         assert_eq!(class(layout(64, 32)), None);
     }
 
@@ -132,9 +136,9 @@ mod tests {
             let second = pooled.alloc(small);
             assert_eq!(first, second, "a freed block is served again");
             second.write_bytes(7, 24);
-            let grown = pooled.realloc(second, small, 1000);
+            let grown = pooled.realloc(second, small, 4000);
             assert!((0..24).all(|index| *grown.add(index) == 7));
-            let large = Layout::from_size_align(1000, 8).unwrap();
+            let large = Layout::from_size_align(4000, 8).unwrap();
             let shrunk = pooled.realloc(grown, large, 20);
             assert!((0..20).all(|index| *shrunk.add(index) == 7));
             pooled.dealloc(shrunk, Layout::from_size_align(20, 8).unwrap());
