@@ -5,7 +5,8 @@
 use std::io::Write;
 
 use picloud_shared::{
-    HandleOutcome, HandleOutcomeRef, Request, Response, ResponseRef, ScriptError, ScriptErrorKind,
+    HandleOutcome, HandleOutcomeRef, RequestRef, Response, ResponseRef, ScriptError,
+    ScriptErrorKind,
 };
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
 
@@ -182,7 +183,7 @@ pub fn type_name(value: &Dynamic) -> &'static str {
 }
 
 /// Builds the `request` constant a script sees.
-pub fn request_to_dynamic(request: Request) -> Dynamic {
+pub fn request_to_dynamic(request: RequestRef<'_>) -> Dynamic {
     let mut query = Map::new();
     for (name, value) in request.query {
         // The first occurrence wins, as in most web frameworks.
@@ -191,7 +192,7 @@ pub fn request_to_dynamic(request: Request) -> Dynamic {
     let mut headers = Map::new();
     for (name, value) in request.headers {
         // Repeated headers are joined as HTTP allows (RFC 9110, 5.3).
-        match headers.get_mut(name.as_str()) {
+        match headers.get_mut(name) {
             Some(existing) => {
                 let joined = format!(
                     "{}, {}",
@@ -205,9 +206,9 @@ pub fn request_to_dynamic(request: Request) -> Dynamic {
             }
         }
     }
-    let body: Dynamic = match String::from_utf8(request.body) {
+    let body: Dynamic = match std::str::from_utf8(request.body) {
         Ok(text) => text.into(),
-        Err(error) => Dynamic::from_blob(error.into_bytes()),
+        Err(_) => Dynamic::from_blob(request.body.to_vec()),
     };
     let mut map = Map::new();
     map.insert("method".into(), request.method.into());

@@ -24,11 +24,11 @@ mod services;
 use std::cell::RefCell;
 
 use picloud_shared::{
-    HandleOutcome, LoadOutcome, LoadRequest, OutputLevel, Position, Request, RhaiLimits,
+    HandleOutcome, LoadOutcome, LoadRequest, OutputLevel, Position, RequestRef, RhaiLimits,
     ScriptError, ScriptErrorKind, abi, decode, encode, encode_into,
 };
 use rhai::grain::{Compiler, SharedProgram, Vm};
-use rhai::{Engine, EvalAltResult, Scope};
+use rhai::{Dynamic, Engine, EvalAltResult, Scope};
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
@@ -267,7 +267,7 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
             drop(input);
             run(guest, None, buffer)
         } else {
-            match decode::<Request>(input.bytes()) {
+            match decode::<RequestRef<'_>>(input.bytes()) {
                 Err(error) => encode_outcome(
                     &HandleOutcome::Error(ScriptError {
                         kind: ScriptErrorKind::Runtime,
@@ -277,6 +277,7 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
                     buffer,
                 ),
                 Ok(request) => {
+                    let request = convert::request_to_dynamic(request);
                     drop(input);
                     run(guest, Some(request), buffer)
                 }
@@ -313,7 +314,7 @@ fn encoded_size_hint(outcome: &HandleOutcome) -> usize {
 
 /// Runs the loaded script and encodes its answer into `buffer`; `request` is
 /// `None` when the script never reads it.
-fn run(guest: &mut Guest, request: Option<Request>, buffer: Vec<u8>) -> Vec<u8> {
+fn run(guest: &mut Guest, request: Option<Dynamic>, buffer: Vec<u8>) -> Vec<u8> {
     let Some(script) = guest.script.as_ref() else {
         let error = ScriptError {
             kind: ScriptErrorKind::Runtime,
@@ -326,7 +327,7 @@ fn run(guest: &mut Guest, request: Option<Request>, buffer: Vec<u8>) -> Vec<u8> 
     // be seen by the next request served by this instance.
     let mut scope = Scope::new();
     if let Some(request) = request {
-        scope.push_constant("request", convert::request_to_dynamic(request));
+        scope.push_constant("request", request);
     }
     let mut vm = Vm::new(&guest.engine);
     let result = if script.makes_fn_pointers {

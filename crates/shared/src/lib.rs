@@ -89,6 +89,34 @@ mod tests {
     }
 
     #[test]
+    fn a_request_decodes_borrowed_as_it_was_encoded() {
+        let owned = Request {
+            method: "POST".into(),
+            path: "/shop/orders/42".into(),
+            subpath: "/42".into(),
+            query: vec![("page".into(), "2".into()), ("page".into(), "3".into())],
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: vec![b'{', 0xff, b'}'],
+            request_id: "r-1".into(),
+        };
+        let bytes = encode(&owned);
+        let borrowed: RequestRef<'_> = decode(&bytes).unwrap();
+        assert_eq!(
+            borrowed,
+            RequestRef {
+                method: "POST",
+                path: "/shop/orders/42",
+                subpath: "/42",
+                query: vec![("page", "2"), ("page", "3")],
+                headers: vec![("content-type", "application/json")],
+                body: &[b'{', 0xff, b'}'],
+                request_id: "r-1",
+            }
+        );
+        assert_eq!(encode(&borrowed), bytes);
+    }
+
+    #[test]
     fn only_a_script_that_names_request_reads_it() {
         assert!(may_read_request("request.body"));
         assert!(may_read_request("// uses the request\n1"));

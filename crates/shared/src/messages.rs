@@ -99,6 +99,32 @@ pub struct Request {
     pub request_id: String,
 }
 
+/// A [`Request`] that borrows its parts from the bytes it was decoded from
+/// (postcard reads a `&str` where a `String` was written and a borrowed byte
+/// slice where a `Vec<u8>` was). The guest decodes the host's request with
+/// it and builds the script's `request` value from it, copying each part
+/// once, into the Rhai string it becomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRef<'a> {
+    /// Upper-case method, `GET`, `POST`, ...
+    pub method: &'a str,
+    /// Full request path.
+    pub path: &'a str,
+    /// The part of the path below the script's own.
+    pub subpath: &'a str,
+    /// Query parameters in order; a key may repeat.
+    #[serde(borrow)]
+    pub query: Vec<(&'a str, &'a str)>,
+    /// Headers in order, names in lower case; a name may repeat.
+    #[serde(borrow)]
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// Raw body.
+    #[serde(with = "serde_bytes")]
+    pub body: &'a [u8],
+    /// The request id.
+    pub request_id: &'a str,
+}
+
 /// A response produced by a script.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
