@@ -311,10 +311,9 @@ fn with_body<R>(
         return Ok(encode(text.as_bytes(), Some("text/plain; charset=utf-8")));
     }
     if value.is_char() {
-        return Ok(encode(
-            value.to_string().as_bytes(),
-            Some("text/plain; charset=utf-8"),
-        ));
+        let text = value.to_string();
+        checked(text.as_bytes())?;
+        return Ok(encode(text.as_bytes(), Some("text/plain; charset=utf-8")));
     }
     if let Some(bytes) = value.read_lock::<rhai::Blob>() {
         checked(&bytes)?;
