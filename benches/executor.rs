@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use picloud_benches::{NativeReference, SCRIPTS, sample_request};
+use picloud_benches::{
+    JSON_ORDER_SCRIPT, NativeReference, SCRIPTS, json_order_request, sample_request,
+};
 use picloud_executor_core::{Executor, ExecutorConfig, ScriptVersion};
 
 fn bench_dir() -> std::path::PathBuf {
@@ -64,6 +66,26 @@ fn warm(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Warm invocation of the HTTP benchmark's JSON endpoint (a 1 KB POST body
+/// parsed with `json_parse`), guest only: native Rhai has no `json_parse`.
+/// The figure to compare with the guest's share of a JSON request in
+/// `benches/http-load.sh`.
+fn warm_json(c: &mut Criterion) {
+    let executor = executor();
+    let runtime = runtime();
+    let request = json_order_request();
+    assert_eq!(request.body.len(), 1024);
+    let version = ScriptVersion::new(1, "order", JSON_ORDER_SCRIPT);
+    let first = runtime.block_on(executor.invoke(&version, request.clone()));
+    let body = first.result.expect("the JSON script runs").body;
+    assert_eq!(body, br#"{"city":"London","items":6,"ok":true}"#);
+    c.bench_function("warm/json_order/guest", |b| {
+        b.iter_custom(|iterations| {
+            time_invocations(&runtime, &executor, &version, &request, iterations)
+        })
+    });
 }
 
 /// The time `iterations` warm invocations of `version` take, as a server's
@@ -158,5 +180,5 @@ fn start(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, warm, cold, start);
+criterion_group!(benches, warm, warm_json, cold, start);
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! Shared pieces of PiCloud's benchmarks: the benchmark scripts and the
 //! native Rhai reference they are compared with. See `docs/benchmarks.md`.
 
-use picloud_executor_core::{Request, RhaiLimits, may_read_request};
+use picloud_executor_core::{Request, RequestFields, RhaiLimits, request_fields};
 use rhai::grain::{Compiler, SharedProgram, Vm};
 use rhai::{Dynamic, Engine, Map, Scope};
 
@@ -48,12 +48,12 @@ pub fn sample_request() -> Request {
 
 /// Native Rhai doing the same work per request as the guest: build the
 /// `request` constant in a fresh scope (when the script may read it, the
-/// guest's rule: [`may_read_request`]), evaluate the compiled script, and
+/// guest's rule: [`request_fields`]), evaluate the compiled script, and
 /// render the result (text or JSON).
 pub struct NativeReference {
     engine: Engine,
     evaluator: Evaluator,
-    reads_request: bool,
+    request_fields: RequestFields,
 }
 
 /// How native Rhai evaluates the script.
@@ -75,7 +75,7 @@ impl NativeReference {
         NativeReference {
             engine,
             evaluator: Evaluator::Ast(ast),
-            reads_request: may_read_request(source),
+            request_fields: request_fields(source),
         }
     }
 
@@ -90,7 +90,7 @@ impl NativeReference {
                 makes_fn_pointers: program.makes_fn_pointers(),
                 program: program.into_shared(),
             },
-            reads_request: may_read_request(source),
+            request_fields: request_fields(source),
         }
     }
 
@@ -115,8 +115,8 @@ impl NativeReference {
     /// Handles one request; returns the body bytes.
     pub fn handle(&self, request: &Request) -> Vec<u8> {
         let mut scope = Scope::new();
-        if self.reads_request {
-            scope.push_constant("request", request_map(request));
+        if !self.request_fields.is_empty() {
+            scope.push_constant("request", request_map(request, self.request_fields));
         }
         let value: Dynamic = match &self.evaluator {
             Evaluator::Ast(ast) => self.engine.eval_ast_with_scope(&mut scope, ast),
@@ -137,27 +137,42 @@ impl NativeReference {
     }
 }
 
-/// The `request` constant the guest builds (`guest/src/convert.rs`).
-fn request_map(request: &Request) -> Dynamic {
-    let mut query = Map::new();
-    for (name, value) in &request.query {
-        query.insert(name.into(), value.clone().into());
-    }
-    let mut headers = Map::new();
-    for (name, value) in &request.headers {
-        headers.insert(name.into(), value.clone().into());
-    }
+/// The `request` constant the guest builds (`guest/src/convert.rs`), with
+/// the parts the script names.
+fn request_map(request: &Request, fields: RequestFields) -> Dynamic {
     let mut map = Map::new();
-    map.insert("method".into(), request.method.clone().into());
-    map.insert("path".into(), request.path.clone().into());
-    map.insert("subpath".into(), request.subpath.clone().into());
-    map.insert("query".into(), query.into());
-    map.insert("headers".into(), headers.into());
-    map.insert(
-        "body".into(),
-        String::from_utf8_lossy(&request.body).into_owned().into(),
-    );
-    map.insert("id".into(), request.request_id.clone().into());
+    let mut add = |part: RequestFields, key: &str, value: &dyn Fn() -> Dynamic| {
+        if fields.contains(part) {
+            map.insert(key.into(), value());
+        }
+    };
+    add(RequestFields::METHOD, "method", &|| {
+        request.method.clone().into()
+    });
+    add(RequestFields::PATH, "path", &|| request.path.clone().into());
+    add(RequestFields::SUBPATH, "subpath", &|| {
+        request.subpath.clone().into()
+    });
+    add(RequestFields::QUERY, "query", &|| {
+        let mut query = Map::new();
+        for (name, value) in &request.query {
+            query.insert(name.into(), value.clone().into());
+        }
+        query.into()
+    });
+    add(RequestFields::HEADERS, "headers", &|| {
+        let mut headers = Map::new();
+        for (name, value) in &request.headers {
+            headers.insert(name.into(), value.clone().into());
+        }
+        headers.into()
+    });
+    add(RequestFields::BODY, "body", &|| {
+        String::from_utf8_lossy(&request.body).into_owned().into()
+    });
+    add(RequestFields::ID, "id", &|| {
+        request.request_id.clone().into()
+    });
     Dynamic::from_map(map)
 }
 
@@ -170,4 +185,48 @@ pub fn resident_bytes() -> u64 {
         .and_then(|field| field.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+/// The script of the JSON endpoint in `benches/http-load.sh`: parse a 1 KB
+/// order, read a nested field, answer a small JSON object.
+pub const JSON_ORDER_SCRIPT: &str = "let order = json_parse(request.body); \
+    #{ city: order.customer.address.city, items: order.items.len(), ok: true }";
+
+/// The request `benches/http-load.sh` sends to its JSON endpoint, as the
+/// ingress hands it to the executor: a POST with wrk's headers and a 1 KB
+/// order as the body.
+pub fn json_order_request() -> Request {
+    let items: Vec<serde_json::Value> = (0..6)
+        .map(|i| {
+            serde_json::json!({
+                "sku": format!("SKU-{i:04}"), "name": format!("Item number {i}"),
+                "quantity": i % 3 + 1, "price_cents": 199 + i * 25, "tags": ["tea", "green"],
+            })
+        })
+        .collect();
+    let mut order = serde_json::json!({
+        "id": "ord_1234567890",
+        "customer": {"id": 42, "name": "Ada Lovelace", "email": "ada@example.com",
+            "address": {"street": "12 Analytical Way", "city": "London",
+                "postcode": "N1 9GU", "country": "GB"}},
+        "items": items,
+        "notes": "Leave at the door, please.",
+        "created_at": "2026-11-30T08:00:00Z",
+    });
+    let unpadded = serde_json::to_string(&order).unwrap().len();
+    order["padding"] = "x".repeat(1024 - unpadded - 14).into();
+    let body = serde_json::to_vec(&order).unwrap();
+    Request {
+        method: "POST".into(),
+        path: "/bench/order".into(),
+        subpath: String::new(),
+        query: Vec::new(),
+        headers: vec![
+            ("host".into(), "127.0.0.1:18080".into()),
+            ("content-length".into(), body.len().to_string()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body,
+        request_id: "bench".into(),
+    }
 }

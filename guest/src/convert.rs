@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use picloud_shared::{
-    HandleOutcome, HandleOutcomeRef, RequestRef, Response, ResponseRef, ScriptError,
+    HandleOutcome, HandleOutcomeRef, RequestFields, RequestRef, Response, ResponseRef, ScriptError,
     ScriptErrorKind,
 };
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Map};
@@ -182,42 +182,51 @@ pub fn type_name(value: &Dynamic) -> &'static str {
     }
 }
 
-/// Builds the `request` constant a script sees.
-pub fn request_to_dynamic(request: RequestRef<'_>) -> Dynamic {
-    let mut query = Map::new();
-    for (name, value) in request.query {
-        // The first occurrence wins, as in most web frameworks.
-        query.entry(name.into()).or_insert_with(|| value.into());
-    }
-    let mut headers = Map::new();
-    for (name, value) in request.headers {
-        // Repeated headers are joined as HTTP allows (RFC 9110, 5.3).
-        match headers.get_mut(name) {
-            Some(existing) => {
-                let joined = format!(
-                    "{}, {}",
-                    existing.clone().into_string().unwrap_or_default(),
-                    value
-                );
-                *existing = joined.into();
-            }
-            None => {
-                headers.insert(name.into(), value.into());
+/// Builds the `request` constant a script sees, with the keys of `fields`
+/// only: the script names no other (the host sends the others empty).
+pub fn request_to_dynamic(request: RequestRef<'_>, fields: RequestFields) -> Dynamic {
+    let mut map = Map::new();
+    let mut add = |part: RequestFields, key: &str, value: &dyn Fn() -> Dynamic| {
+        if fields.contains(part) {
+            map.insert(key.into(), value());
+        }
+    };
+    add(RequestFields::METHOD, "method", &|| request.method.into());
+    add(RequestFields::PATH, "path", &|| request.path.into());
+    add(RequestFields::SUBPATH, "subpath", &|| request.subpath.into());
+    add(RequestFields::QUERY, "query", &|| {
+        let mut query = Map::new();
+        for (name, value) in &request.query {
+            // The first occurrence wins, as in most web frameworks.
+            query.entry((*name).into()).or_insert_with(|| (*value).into());
+        }
+        Dynamic::from_map(query)
+    });
+    add(RequestFields::HEADERS, "headers", &|| {
+        let mut headers = Map::new();
+        for (name, value) in &request.headers {
+            // Repeated headers are joined as HTTP allows (RFC 9110, 5.3).
+            match headers.get_mut(*name) {
+                Some(existing) => {
+                    let joined = format!(
+                        "{}, {}",
+                        existing.clone().into_string().unwrap_or_default(),
+                        value
+                    );
+                    *existing = joined.into();
+                }
+                None => {
+                    headers.insert((*name).into(), (*value).into());
+                }
             }
         }
-    }
-    let body: Dynamic = match std::str::from_utf8(request.body) {
+        Dynamic::from_map(headers)
+    });
+    add(RequestFields::BODY, "body", &|| match std::str::from_utf8(request.body) {
         Ok(text) => text.into(),
         Err(_) => Dynamic::from_blob(request.body.to_vec()),
-    };
-    let mut map = Map::new();
-    map.insert("method".into(), request.method.into());
-    map.insert("path".into(), request.path.into());
-    map.insert("subpath".into(), request.subpath.into());
-    map.insert("query".into(), Dynamic::from_map(query));
-    map.insert("headers".into(), Dynamic::from_map(headers));
-    map.insert("body".into(), body);
-    map.insert("id".into(), request.request_id.into());
+    });
+    add(RequestFields::ID, "id", &|| request.request_id.into());
     Dynamic::from_map(map)
 }
 

@@ -24,7 +24,8 @@ mod services;
 use std::cell::RefCell;
 
 use picloud_shared::{
-    HandleOutcome, LoadOutcome, LoadRequest, OutputLevel, Position, RequestRef, RhaiLimits,
+    HandleOutcome, LoadOutcome, LoadRequest, OutputLevel, Position, RequestFields, RequestRef,
+    RhaiLimits,
     ScriptError, ScriptErrorKind, abi, decode, encode, encode_into,
 };
 use rhai::grain::{Compiler, SharedProgram, Vm};
@@ -46,10 +47,10 @@ struct Guest {
     engine: Engine,
     /// The loaded script as bytecode; `None` until `load` succeeds.
     script: Option<Script>,
-    /// Whether the loaded script may read `request`
-    /// ([`picloud_shared::may_read_request`]); if not, requests are not
-    /// even decoded.
-    reads_request: bool,
+    /// The parts of `request` the loaded script may read
+    /// ([`picloud_shared::request_fields`]); the map is built with these
+    /// keys only, and with none the request is not even decoded.
+    request_fields: RequestFields,
     limits: RhaiLimits,
     /// The last output buffer handed to the host; valid until the next call.
     output: Vec<u8>,
@@ -116,7 +117,7 @@ fn with_guest<R>(f: impl FnOnce(&mut Guest) -> R) -> R {
         let guest = slot.get_or_insert_with(|| Guest {
             engine: new_engine(),
             script: None,
-            reads_request: true,
+            request_fields: RequestFields::ALL,
             limits: RhaiLimits::default(),
             output: Vec::new(),
         });
@@ -233,7 +234,7 @@ pub unsafe extern "C" fn picloud_load(ptr: *mut u8, len: usize) -> i64 {
                             makes_fn_pointers: program.makes_fn_pointers(),
                             program: program.into_shared(),
                         });
-                        guest.reads_request = picloud_shared::may_read_request(&request.source);
+                        guest.request_fields = picloud_shared::request_fields(&request.source);
                         LoadOutcome::Loaded
                     }
                     Err(error) => LoadOutcome::CompileError {
@@ -263,7 +264,7 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
         } else {
             buffer.clear();
         }
-        let answer = if !guest.reads_request {
+        let answer = if guest.request_fields.is_empty() {
             drop(input);
             run(guest, None, buffer)
         } else {
@@ -277,7 +278,7 @@ pub unsafe extern "C" fn picloud_handle(ptr: *mut u8, len: usize) -> i64 {
                     buffer,
                 ),
                 Ok(request) => {
-                    let request = convert::request_to_dynamic(request);
+                    let request = convert::request_to_dynamic(request, guest.request_fields);
                     drop(input);
                     run(guest, Some(request), buffer)
                 }

@@ -60,8 +60,8 @@ pub use crate::host::OutputLine;
 pub use crate::instance::InvocationStats;
 pub use crate::services::{BoxFuture, HostServices, InvocationContext};
 pub use picloud_shared::{
-    HostCall, HostReply, HttpAnswer, HttpCall, OutputLevel, Request, Response, RhaiLimits,
-    may_read_request,
+    HostCall, HostReply, HttpAnswer, HttpCall, OutputLevel, Request, RequestFields, Response,
+    RhaiLimits, may_read_request, request_fields,
 };
 
 use crate::engine::EpochTicker;
@@ -80,9 +80,9 @@ pub struct ScriptVersion {
     pub source: Arc<str>,
     /// Limits for every invocation of this version.
     pub limits: InvocationLimits,
-    /// Whether the script may read `request` ([`may_read_request`]); if
-    /// not, requests are not sent into the guest at all.
-    reads_request: bool,
+    /// The parts of `request` the script may read ([`request_fields`]);
+    /// with none, requests are not sent into the guest at all.
+    request_fields: RequestFields,
 }
 
 impl ScriptVersion {
@@ -93,7 +93,7 @@ impl ScriptVersion {
             label: label.into(),
             source: source.into(),
             limits: InvocationLimits::default(),
-            reads_request: may_read_request(source),
+            request_fields: request_fields(source),
         }
     }
 
@@ -101,7 +101,14 @@ impl ScriptVersion {
     /// decides the same from the same source, and builds `request` only
     /// then; otherwise the executor does not encode the request at all.
     pub fn reads_request(&self) -> bool {
-        self.reads_request
+        !self.request_fields.is_empty()
+    }
+
+    /// The parts of the `request` constant the script may read. The guest
+    /// builds only these, so a caller may leave the other parts of the
+    /// [`Request`] it sends empty.
+    pub fn request_fields(&self) -> RequestFields {
+        self.request_fields
     }
 
     /// The same version with other limits.
@@ -441,7 +448,7 @@ impl Executor {
         let handle_started = if cold_start { Instant::now() } else { started };
         let (result, output, mut stats) = instance
             .handle(
-                script.reads_request.then_some(&request),
+                script.reads_request().then_some(&request),
                 &script.limits,
                 &self.inner.ticker,
                 context,

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use picloud_executor_core::{
     Executor, Invocation, InvocationContext, InvocationStats, InvokeError, OutputLine, Request,
-    Response,
+    RequestFields, Response,
 };
 use tracing::Instrument;
 
@@ -226,40 +226,57 @@ async fn handle_request(
 
     let run_async =
         state.inner.async_queue.is_some() && crate::triggers::wants_async(&parts.headers);
-    // A script that never names `request` is not sent one (the executor
-    // drops it anyway), so its requests skip copying headers and query.
-    // An async request is stored whole: it may run on a later version.
-    if !run_async && !script.version.reads_request() {
-        let request = Request {
-            request_id: request_id.to_owned(),
-            ..Request::default()
-        };
-        return call.invoke(request, deadline).await;
-    }
+    // The request is copied only as far as the script can read it: a
+    // script that never names `request` is not sent one (the executor drops
+    // it anyway), one that reads only `request.body` gets no headers or
+    // query. An async request is stored whole: it may run on a later version.
+    let fields = if run_async {
+        RequestFields::ALL
+    } else {
+        script.version.request_fields()
+    };
+    let has = |part| fields.contains(part);
     let executor_request = Request {
-        method: parts.method.as_str().to_ascii_uppercase(),
-        path: parts.uri.path().to_owned(),
-        subpath,
-        query: parts
-            .uri
-            .query()
-            .map(|query| {
-                form_urlencoded::parse(query.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: Vec::from(body),
+        method: if has(RequestFields::METHOD) {
+            parts.method.as_str().to_ascii_uppercase()
+        } else {
+            String::new()
+        },
+        path: if has(RequestFields::PATH) {
+            parts.uri.path().to_owned()
+        } else {
+            String::new()
+        },
+        subpath: if has(RequestFields::SUBPATH) {
+            subpath
+        } else {
+            String::new()
+        },
+        query: match parts.uri.query() {
+            Some(query) if has(RequestFields::QUERY) => form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+            _ => Vec::new(),
+        },
+        headers: if has(RequestFields::HEADERS) {
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        body: if has(RequestFields::BODY) {
+            Vec::from(body)
+        } else {
+            Vec::new()
+        },
         request_id: request_id.to_owned(),
     };
 

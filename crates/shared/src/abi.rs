@@ -13,7 +13,7 @@
 //! | [`EXPORT_SCRATCH`] | `() -> i64` | packed slice of the guest's scratch input buffer; the host writes inputs that fit there instead of calling `alloc` |
 //! | [`EXPORT_ALLOC`] | `(len: i32) -> i32` | reserves an input buffer of `len` bytes that the host then fills |
 //! | [`EXPORT_LOAD`] | `(ptr: i32, len: i32) -> i64` | input: a [`LoadRequest`](crate::LoadRequest); output (packed slice): a [`LoadOutcome`](crate::LoadOutcome) |
-//! | [`EXPORT_HANDLE`] | `(ptr: i32, len: i32) -> i64` | input: a [`Request`](crate::Request), or nothing (`len` 0) when the loaded script never names `request` ([`may_read_request`](crate::may_read_request), which both sides apply to the same source); output (packed slice): a [`HandleOutcome`](crate::HandleOutcome) |
+//! | [`EXPORT_HANDLE`] | `(ptr: i32, len: i32) -> i64` | input: a [`Request`](crate::Request) with the parts the loaded script can read filled in, or nothing (`len` 0) when it never names `request` ([`request_fields`](crate::request_fields), which both sides apply to the same source); output (packed slice): a [`HandleOutcome`](crate::HandleOutcome) |
 //!
 //! An input buffer belongs to the guest once the call starts; an output
 //! buffer stays valid until the next call into the guest.

@@ -114,6 +114,30 @@ async fn every_way_of_naming_request_sees_it() {
     }
 }
 
+/// A script that names some parts of `request` gets those keys of the map;
+/// any other use of it gets every key (`request_fields`).
+#[tokio::test]
+async fn a_script_sees_the_parts_of_request_it_names() {
+    let mut request = with_query("name", "pi");
+    request.method = "POST".into();
+    request.headers = vec![("x-token".into(), "t".into())];
+    request.body = b"hello".to_vec();
+    let cases = [
+        (
+            "`${request.method} ${request.body} ${request.query.name}`",
+            "POST hello pi",
+        ),
+        (r#"request.header("X-Token") + request.body.len()"#, "t5"),
+        (r#"request.query("name", "none")"#, "pi"),
+        ("request.keys().len()", "7"),
+        ("let r = request; r.headers[\"x-token\"]", "t"),
+    ];
+    for (source, expected) in cases {
+        let invocation = executor().invoke(&script(source), request.clone()).await;
+        assert_eq!(body(&invocation), expected, "{source}");
+    }
+}
+
 #[tokio::test]
 async fn a_script_that_never_names_request_runs_without_it() {
     let version = script("let answer = 6 * 7;\nanswer");
