@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use picloud_shared::{
     HandleOutcome, LoadOutcome, LoadRequest, Request, Response, ScriptErrorKind, abi, decode,
-    encode,
+    encode, encode_to_slice,
 };
 use wasmtime::{InstancePre, Memory, Store, Trap, TypedFunc};
 
@@ -176,9 +176,14 @@ impl WarmInstance {
             .set_epoch_deadline(ticker.ticks_for(deadline.saturating_duration_since(now)));
         let active = ticker.enter();
         // A script that never reads `request` gets none: the guest skips
-        // decoding for such a script (the same `may_read_request` rule).
-        let input = request.map(encode).unwrap_or_default();
-        let called = self.call(Entry::Handle, &input).await;
+        // decoding for such a script (the same `request_fields` rule).
+        let called = match request {
+            Some(request) => match self.put_message(request).await {
+                Ok((ptr, len)) => self.call_at(Entry::Handle, ptr, len).await,
+                Err(error) => Err(error),
+            },
+            None => self.call(Entry::Handle, &[]).await,
+        };
         drop(active);
         self.last_used = Instant::now();
 
@@ -243,12 +248,33 @@ impl WarmInstance {
         entry: Entry<'_>,
         input: &[u8],
     ) -> wasmtime::Result<std::ops::Range<usize>> {
-        // Borrowed, not cloned: cloning a `TypedFunc` clones its registered
-        // type, which showed in the profile of every warm invocation.
-        let function = match entry {
-            Entry::Handle => &self.handle,
-            Entry::Other(function) => function,
-        };
+        let (ptr, len) = self.put_bytes(input).await?;
+        self.call_at(entry, ptr, len).await
+    }
+
+    /// Puts `message` into the guest, encoded straight into its scratch
+    /// buffer when it fits (sparing a host buffer and a copy), and returns
+    /// where it lies.
+    async fn put_message<T: serde::Serialize>(
+        &mut self,
+        message: &T,
+    ) -> wasmtime::Result<(i32, i32)> {
+        let (scratch_ptr, scratch_capacity) = self.scratch;
+        let start = scratch_ptr as usize;
+        if let Some(slot) = self
+            .memory
+            .data_mut(&mut self.store)
+            .get_mut(start..start + scratch_capacity as usize)
+            && let Some(written) = encode_to_slice(message, slot)
+        {
+            return Ok((scratch_ptr as i32, written.len() as i32));
+        }
+        self.put_bytes(&encode(message)).await
+    }
+
+    /// Copies `input` into a guest buffer (the scratch buffer when it fits)
+    /// and returns where it lies.
+    async fn put_bytes(&mut self, input: &[u8]) -> wasmtime::Result<(i32, i32)> {
         let len =
             i32::try_from(input.len()).map_err(|_| wasmtime::format_err!("input too large"))?;
         let (scratch_ptr, scratch_capacity) = self.scratch;
@@ -262,6 +288,23 @@ impl WarmInstance {
             .map_err(|_| {
                 wasmtime::format_err!("the guest returned an input buffer outside its memory")
             })?;
+        Ok((ptr, len))
+    }
+
+    /// Calls `entry` with the input at `ptr` and returns where in the
+    /// guest's memory its packed output lies.
+    async fn call_at(
+        &mut self,
+        entry: Entry<'_>,
+        ptr: i32,
+        len: i32,
+    ) -> wasmtime::Result<std::ops::Range<usize>> {
+        // Borrowed, not cloned: cloning a `TypedFunc` clones its registered
+        // type, which showed in the profile of every warm invocation.
+        let function = match entry {
+            Entry::Handle => &self.handle,
+            Entry::Other(function) => function,
+        };
         let packed = function.call_async(&mut self.store, (ptr, len)).await?;
         let (out_ptr, out_len) = abi::unpack(packed);
         let start = out_ptr as usize;

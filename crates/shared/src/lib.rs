@@ -180,6 +180,16 @@ pub fn encode_into<T: serde::Serialize>(message: &T, mut buffer: Vec<u8>) -> Vec
     postcard::to_extend(message, buffer).expect("ABI messages always serialise")
 }
 
+/// Encodes a message into the start of `buffer`, returning the bytes
+/// written, or `None` when it does not fit: the host encodes requests
+/// straight into the guest's scratch buffer this way.
+pub fn encode_to_slice<'a, T: serde::Serialize>(
+    message: &T,
+    buffer: &'a mut [u8],
+) -> Option<&'a mut [u8]> {
+    postcard::to_slice(message, buffer).ok()
+}
+
 /// Decodes a message received from the other side of the ABI.
 pub fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
     postcard::from_bytes(bytes)
