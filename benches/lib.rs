@@ -214,7 +214,8 @@ pub fn json_order_request() -> Request {
         "created_at": "2026-11-30T08:00:00Z",
     });
     let unpadded = serde_json::to_string(&order).unwrap().len();
-    order["padding"] = "x".repeat(1024 - unpadded - 14).into();
+    // `,"padding":""` is 13 bytes.
+    order["padding"] = "x".repeat(1024 - unpadded - 13).into();
     let body = serde_json::to_vec(&order).unwrap();
     Request {
         method: "POST".into(),
