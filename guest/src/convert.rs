@@ -193,12 +193,16 @@ pub fn request_to_dynamic(request: RequestRef<'_>, fields: RequestFields) -> Dyn
     };
     add(RequestFields::METHOD, "method", &|| request.method.into());
     add(RequestFields::PATH, "path", &|| request.path.into());
-    add(RequestFields::SUBPATH, "subpath", &|| request.subpath.into());
+    add(RequestFields::SUBPATH, "subpath", &|| {
+        request.subpath.into()
+    });
     add(RequestFields::QUERY, "query", &|| {
         let mut query = Map::new();
         for (name, value) in &request.query {
             // The first occurrence wins, as in most web frameworks.
-            query.entry((*name).into()).or_insert_with(|| (*value).into());
+            query
+                .entry((*name).into())
+                .or_insert_with(|| (*value).into());
         }
         Dynamic::from_map(query)
     });
@@ -222,10 +226,14 @@ pub fn request_to_dynamic(request: RequestRef<'_>, fields: RequestFields) -> Dyn
         }
         Dynamic::from_map(headers)
     });
-    add(RequestFields::BODY, "body", &|| match std::str::from_utf8(request.body) {
-        Ok(text) => text.into(),
-        Err(_) => Dynamic::from_blob(request.body.to_vec()),
-    });
+    add(
+        RequestFields::BODY,
+        "body",
+        &|| match std::str::from_utf8(request.body) {
+            Ok(text) => text.into(),
+            Err(_) => Dynamic::from_blob(request.body.to_vec()),
+        },
+    );
     add(RequestFields::ID, "id", &|| request.request_id.into());
     Dynamic::from_map(map)
 }

@@ -25,8 +25,7 @@ use std::cell::RefCell;
 
 use picloud_shared::{
     HandleOutcome, LoadOutcome, LoadRequest, OutputLevel, Position, RequestFields, RequestRef,
-    RhaiLimits,
-    ScriptError, ScriptErrorKind, abi, decode, encode, encode_into,
+    RhaiLimits, ScriptError, ScriptErrorKind, abi, decode, encode, encode_into,
 };
 use rhai::grain::{Compiler, SharedProgram, Vm};
 use rhai::{Dynamic, Engine, EvalAltResult, Scope};
