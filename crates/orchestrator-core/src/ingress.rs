@@ -235,30 +235,36 @@ async fn handle_request(
     } else {
         script.version.request_fields()
     };
-    let has = |part| fields.contains(part);
+    // A part the script cannot read is left empty, and not copied.
+    fn part<T: Default>(
+        fields: RequestFields,
+        part: RequestFields,
+        value: impl FnOnce() -> T,
+    ) -> T {
+        if fields.contains(part) {
+            value()
+        } else {
+            T::default()
+        }
+    }
     let executor_request = Request {
-        method: if has(RequestFields::METHOD) {
+        method: part(fields, RequestFields::METHOD, || {
             parts.method.as_str().to_ascii_uppercase()
-        } else {
-            String::new()
-        },
-        path: if has(RequestFields::PATH) {
-            parts.uri.path().to_owned()
-        } else {
-            String::new()
-        },
-        subpath: if has(RequestFields::SUBPATH) {
-            subpath
-        } else {
-            String::new()
-        },
-        query: match parts.uri.query() {
-            Some(query) if has(RequestFields::QUERY) => form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect(),
-            _ => Vec::new(),
-        },
-        headers: if has(RequestFields::HEADERS) {
+        }),
+        path: part(fields, RequestFields::PATH, || parts.uri.path().to_owned()),
+        subpath: part(fields, RequestFields::SUBPATH, || subpath),
+        query: part(fields, RequestFields::QUERY, || {
+            parts
+                .uri
+                .query()
+                .map(|query| {
+                    form_urlencoded::parse(query.as_bytes())
+                        .into_owned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        }),
+        headers: part(fields, RequestFields::HEADERS, || {
             parts
                 .headers
                 .iter()
@@ -269,14 +275,8 @@ async fn handle_request(
                     )
                 })
                 .collect()
-        } else {
-            Vec::new()
-        },
-        body: if has(RequestFields::BODY) {
-            Vec::from(body)
-        } else {
-            Vec::new()
-        },
+        }),
+        body: part(fields, RequestFields::BODY, || Vec::from(body)),
         request_id: request_id.to_owned(),
     };
 
