@@ -3,11 +3,12 @@
 //! Run with `cargo bench -p picloud-benches --bench sandbox_floor`.
 //!
 //! A warm store of a one-function module (`() -> i32`, returns 0) on an
-//! engine set up like the executor's (fuel, epoch interruption, the pooling
-//! allocator), called the way the executor calls the guest: fuel and the
+//! engine set up like the executor's (fuel with its async yield interval,
+//! epoch interruption, the pooling allocator), called the way the executor calls the guest: fuel and the
 //! epoch deadline set, then `call_async` from inside a current-thread tokio
-//! runtime, back to back in chunks of 1,024. `call` is the synchronous call
-//! on the same store, for comparison. Neither decodes a request, runs Rhai or
+//! runtime, back to back in chunks of 1,024. `call` is the synchronous call,
+//! for comparison, on a store without the yield interval (which only an
+//! async call accepts). Neither decodes a request, runs Rhai or
 //! encodes a response, so whatever an invocation adds comes on top of these
 //! figures (docs/benchmarks.md compares them with the 3× target of hello
 //! world).
@@ -51,28 +52,51 @@ fn engine() -> Engine {
 
 const FUEL: u64 = 200_000_000;
 
+/// A warm store of [`MODULE`] and its function. `fuel_yield_interval` is
+/// the executor's (`WarmInstance::create`, the default
+/// `engine.fuel_yield_interval`) for the async call: fuel is handed out in
+/// slices and the call yields to the runtime between them. With `None` the
+/// store is set up for the synchronous call, which refuses a store with an
+/// interval or one instantiated asynchronously.
+fn warm_store(
+    engine: &Engine,
+    runtime: &tokio::runtime::Runtime,
+    fuel_yield_interval: Option<u64>,
+) -> (Store<()>, TypedFunc<(), i32>) {
+    let module = Module::new(engine, MODULE).expect("the module compiles");
+    let mut store = Store::new(engine, ());
+    store.set_fuel(FUEL).unwrap();
+    store.set_epoch_deadline(1_000);
+    // Setting the interval, even to none, or instantiating asynchronously
+    // makes a store take only async calls.
+    let instance = match fuel_yield_interval {
+        Some(interval) => {
+            store.fuel_async_yield_interval(Some(interval)).unwrap();
+            runtime
+                .block_on(wasmtime::Instance::new_async(&mut store, &module, &[]))
+                .expect("the module instantiates")
+        }
+        None => wasmtime::Instance::new(&mut store, &module, &[]).expect("the module instantiates"),
+    };
+    let function = instance.get_typed_func(&mut store, "f").unwrap();
+    (store, function)
+}
+
 fn floor(c: &mut Criterion) {
     let engine = engine();
-    let module = Module::new(&engine, MODULE).expect("the module compiles");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut store = Store::new(&engine, ());
-    store.set_fuel(FUEL).unwrap();
-    store.set_epoch_deadline(1_000);
-    let function: TypedFunc<(), i32> = runtime.block_on(async {
-        let instance = wasmtime::Instance::new_async(&mut store, &module, &[])
-            .await
-            .expect("the module instantiates");
-        instance.get_typed_func(&mut store, "f").unwrap()
-    });
+    let (mut store, function) = warm_store(&engine, &runtime, Some(1_000_000));
     assert_eq!(
         runtime
             .block_on(function.call_async(&mut store, ()))
             .unwrap(),
         0
     );
+    let (mut sync_store, sync_function) = warm_store(&engine, &runtime, None);
+    assert_eq!(sync_function.call(&mut sync_store, ()).unwrap(), 0);
 
     let mut group = c.benchmark_group("floor");
     group.bench_function("call_async", |b| {
@@ -97,9 +121,9 @@ fn floor(c: &mut Criterion) {
     });
     group.bench_function("call", |b| {
         b.iter(|| {
-            store.set_fuel(FUEL).unwrap();
-            store.set_epoch_deadline(1_000);
-            std::hint::black_box(function.call(&mut store, ()).unwrap())
+            sync_store.set_fuel(FUEL).unwrap();
+            sync_store.set_epoch_deadline(1_000);
+            std::hint::black_box(sync_function.call(&mut sync_store, ()).unwrap())
         })
     });
     group.finish();
